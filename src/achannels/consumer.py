@@ -1,0 +1,174 @@
+"""Consumers: one instance per connection, handlers chosen by message type."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext, async_to_sync
+
+from . import DEFAULT_CHANNEL_LAYER
+from ._dispatch import dispatch_in_order
+from ._django import close_old_connections
+from ._types import ChannelLayerProtocol, Message, Receive, Scope, Send
+from .exceptions import StopConsumer
+from .layers import get_channel_layer
+
+__all__ = ["AsyncConsumer", "SyncConsumer", "get_handler_name"]
+
+
+def get_handler_name(message: Message) -> str:
+    """Return the handler method name for ``message``: its ``type`` with
+    ``.`` replaced by ``_``.
+
+    Raises ``ValueError`` when the message is not a dict, has no ``type``,
+    its type is not a string, or the name would start with an underscore
+    (which would reach private methods).
+    """
+    if not isinstance(message, dict):
+        raise ValueError(
+            f"Incoming message is a {type(message).__name__}, not a dict with a 'type'"
+        )
+    if "type" not in message:
+        raise ValueError("Incoming message has no 'type' attribute")
+    message_type = message["type"]
+    if not isinstance(message_type, str):
+        raise ValueError(
+            f"Incoming message has a {type(message_type).__name__} 'type'; "
+            "it must be a string such as 'chat.message'"
+        )
+    handler_name = message_type.replace(".", "_")
+    if handler_name.startswith("_"):
+        raise ValueError(
+            f"Malformed type in message (leading underscore): {message_type!r}"
+        )
+    return handler_name
+
+
+class AsyncConsumer:
+    """Base consumer: an ASGI application instance for one connection.
+
+    It receives messages from the client and, when a channel layer is
+    configured for ``channel_layer_alias``, from its own layer channel
+    (``channel_name``), and calls the handler named after each message's
+    ``type`` one message at a time, in order. A handler raising
+    ``StopConsumer`` ends the consumer cleanly.
+
+    Unlike Channels 4.2+, dispatching a message never hops to a thread to
+    close database connections; use ``database_sync_to_async`` for ORM work,
+    which does that cleanup in its own thread.
+    """
+
+    _sync: ClassVar[bool] = False
+    channel_layer_alias: ClassVar[str] = DEFAULT_CHANNEL_LAYER
+
+    scope: Scope
+    channel_layer: ChannelLayerProtocol | None
+    channel_name: str
+    channel_receive: Callable[[], Awaitable[Message]]
+    base_send: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Channels' generic consumers accept and ignore init arguments; keep
+        # that so `as_asgi(**initkwargs)` works with consumers written for it.
+        self.channel_layer = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the consumer for one connection until it stops."""
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        sources: list[Callable[[], Awaitable[Message]]] = [receive]
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            self.channel_receive = functools.partial(
+                self.channel_layer.receive, self.channel_name
+            )
+            sources.append(self.channel_receive)
+        self.base_send = async_to_sync(send) if self._sync else send
+        try:
+            await self._run(sources)
+        except StopConsumer:
+            pass
+
+    async def _run(self, sources: list[Callable[[], Awaitable[Message]]]) -> None:
+        """Dispatch until a handler raises; subclasses wrap this to add
+        connection-level cleanup."""
+        await dispatch_in_order(sources, self.dispatch)
+
+    async def dispatch(self, message: Message) -> None:
+        """Call the handler for ``message``; ``ValueError`` if there is none."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def send(self, message: Message) -> None:
+        """Send an ASGI event to the client (overridable)."""
+        await self.base_send(message)
+
+    @classmethod
+    def as_asgi(
+        cls, **initkwargs: Any
+    ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+        """Return an ASGI 3 application that creates one consumer per
+        connection with ``cls(**initkwargs)``.
+
+        The callable carries ``consumer_class`` and ``consumer_initkwargs``
+        (routing and tests read them) and the class's name and docstring.
+        """
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            consumer = cls(**initkwargs)
+            await consumer(scope, receive, send)
+
+        app.consumer_class = cls  # type: ignore[attr-defined]
+        app.consumer_initkwargs = initkwargs  # type: ignore[attr-defined]
+        functools.update_wrapper(app, cls, updated=())
+        return app
+
+
+class SyncConsumer(AsyncConsumer):
+    """Consumer whose handlers are plain functions run in a worker thread.
+
+    Each connection gets its own worker thread (an asgiref
+    ``ThreadSensitiveContext``), so one blocking handler does not stall
+    every other sync consumer of the process, as it does in Channels where
+    they all share one thread. When Django is configured with a database,
+    stale connections are closed before and after each handler, in that
+    thread. ``send`` and other layer calls from handlers use
+    ``async_to_sync``.
+    """
+
+    _sync: ClassVar[bool] = True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Everything the connection runs, its own cleanup included, shares
+        # the connection's worker thread.
+        async with ThreadSensitiveContext():
+            await super().__call__(scope, receive, send)
+
+    async def dispatch(self, message: Message) -> None:
+        await _run_in_consumer_thread(self._dispatch_sync, message)
+
+    def _dispatch_sync(self, message: Message) -> None:
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        close_old_connections()
+        try:
+            handler(message)
+        finally:
+            close_old_connections()
+
+    def send(self, message: Message) -> None:  # type: ignore[override]
+        """Send an ASGI event to the client from the handler's thread."""
+        self.base_send(message)
+
+
+async def _run_in_consumer_thread(
+    func: Callable[[Message], None], message: Message
+) -> None:
+    # thread_sensitive=True inside the consumer's ThreadSensitiveContext means
+    # "this connection's own thread", created on first use.
+    await SyncToAsync(func, thread_sensitive=True)(message)
