@@ -1,0 +1,364 @@
+"""Routers: every router is itself an ASGI application.
+
+``ProtocolTypeRouter`` splits on ``scope["type"]`` (and answers ``lifespan``
+itself), ``URLRouter`` on the path, ``ChannelNameRouter`` on the worker
+channel. Routes come from Django's ``path()``/``re_path()`` or, without
+Django, from this module's own ``path()``/``re_path()``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from achannels._paths import (
+    Match,
+    RegexPattern,
+    RoutePattern,
+    URLPattern,
+    register_converter,
+)
+from achannels._types import ASGIApp, Receive, Scope, Send
+
+__all__ = [
+    "ChannelNameRouter",
+    "ProtocolTypeRouter",
+    "URLRouter",
+    "get_default_application",
+    "path",
+    "re_path",
+    "register_converter",
+]
+
+
+def get_default_application() -> Any:
+    """Return the object named by Django's ``ASGI_APPLICATION`` setting.
+
+    Raises ``django.core.exceptions.ImproperlyConfigured`` when the setting is
+    missing, its module cannot be imported (the import error is chained and
+    quoted) or lacks the attribute. Needs Django; settings must be configured.
+    """
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        module_path, name = settings.ASGI_APPLICATION.rsplit(".", 1)
+    except (AttributeError, ValueError):
+        raise ImproperlyConfigured(
+            "Cannot find ASGI_APPLICATION setting: set it to the dotted path of "
+            "your application, e.g. 'myproject.asgi.application'"
+        ) from None
+    try:
+        module = importlib.import_module(module_path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"Cannot import ASGI_APPLICATION module {module_path!r}: {exc}"
+        ) from exc
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise ImproperlyConfigured(
+            f"Cannot find {name!r} in ASGI_APPLICATION module {module_path}"
+        ) from None
+
+
+async def _answer_lifespan(scope: Scope, receive: Receive, send: Send) -> None:
+    # Servers probe lifespan on startup; answering it keeps uvicorn and
+    # hypercorn from logging "lifespan unsupported", and shutdown is where
+    # channel layers (Redis connections) get closed.
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            try:
+                layers = importlib.import_module("achannels.layers")
+                await layers.channel_layers.aclose()
+            except Exception as exc:
+                await send(
+                    {
+                        "type": "lifespan.shutdown.failed",
+                        "message": f"Closing channel layers failed: {exc!r}",
+                    }
+                )
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+class ProtocolTypeRouter:
+    """Dispatch each connection to the application for its ``scope["type"]``.
+
+    ``application_mapping`` maps scope types (``"http"``, ``"websocket"``,
+    ``"channel"``, ...) to ASGI applications. Unlike Channels, a ``lifespan``
+    scope without an application of its own is answered here: startup
+    completes at once, shutdown closes every channel layer built so far
+    (``lifespan.shutdown.failed`` if that raises). Any other unknown type
+    raises ``ValueError`` naming it and the known ones.
+    """
+
+    def __init__(self, application_mapping: Mapping[str, ASGIApp]):
+        self.application_mapping = application_mapping
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope_type = scope["type"]
+        application = self.application_mapping.get(scope_type)
+        if application is not None:
+            return await application(scope, receive, send)
+        if scope_type == "lifespan":
+            return await _answer_lifespan(scope, receive, send)
+        raise ValueError(
+            f"No application configured for scope type {scope_type!r}; "
+            f"configured types: {', '.join(map(repr, self.application_mapping))}"
+        )
+
+
+class _NoRouteFound(ValueError):
+    """Raised by a nested URLRouter so the router around it tries its next route."""
+
+
+def path(
+    route: str,
+    view: Callable[..., Any],
+    kwargs: dict[str, Any] | None = None,
+    name: str | None = None,
+) -> URLPattern:
+    """Route ``route`` (Django syntax: ``"room/<int:pk>/"``) to ``view``.
+
+    Works without Django. ``view`` is an ASGI application (``Consumer.as_asgi()``
+    or a nested ``URLRouter``); ``kwargs`` are added to
+    ``scope["url_route"]["kwargs"]``. Converters: ``str`` (the default),
+    ``int``, ``slug``, ``uuid``, ``path`` and those added with
+    ``register_converter``; a converter whose ``to_python`` raises
+    ``ValueError`` makes the route not match. Raises ``ValueError`` for an
+    unknown converter or an invalid parameter name, ``TypeError`` for a view
+    that is not callable or ``kwargs`` that is not a dict.
+    """
+    return URLPattern(
+        RoutePattern(route, name), _check_view(view, kwargs), kwargs, name
+    )
+
+
+def re_path(
+    route: str,
+    view: Callable[..., Any],
+    kwargs: dict[str, Any] | None = None,
+    name: str | None = None,
+) -> URLPattern:
+    """Route paths matching the regular expression ``route`` to ``view``.
+
+    Works without Django; semantics as Django's ``re_path`` (named groups to
+    kwargs, otherwise positional args). Raises ``ValueError`` for an invalid
+    regular expression, ``TypeError`` as ``path()`` does.
+    """
+    return URLPattern(
+        RegexPattern(route, name), _check_view(view, kwargs), kwargs, name
+    )
+
+
+def _check_view(
+    view: Callable[..., Any], kwargs: dict[str, Any] | None
+) -> Callable[..., Any]:
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise TypeError(
+            f"kwargs argument must be a dict, but got {type(kwargs).__name__}"
+        )
+    if not callable(view):
+        raise TypeError(
+            f"view must be an ASGI application (e.g. Consumer.as_asgi() or "
+            f"URLRouter([...])), got {view!r}"
+        )
+    return view
+
+
+def _routes_inside(app: object) -> bool:
+    """Whether ``app`` is, or wraps through middleware ``.inner``, a URL router.
+
+    Such an app continues routing on ``scope["path_remaining"]``, so its route
+    must match a prefix, not a whole path. Channels only looks at the app
+    itself, so ``path("chat/", AuthMiddlewareStack(URLRouter(...)))`` never
+    matched there; following ``.inner`` fixes that.
+    """
+    seen = 0
+    while app is not None and seen < 32:
+        if isinstance(app, URLRouter) or getattr(app, "_path_routing", False) is True:
+            return True
+        app = getattr(app, "inner", None)
+        seen += 1
+    return False
+
+
+def _as_prefix(pattern: Any) -> Any:
+    """Return a copy of ``pattern`` that matches a prefix; never mutates it."""
+    if isinstance(pattern, (RoutePattern, RegexPattern)):
+        return pattern.as_prefix()
+    # A pattern not of ours comes from Django, which is therefore imported.
+    from django.urls.resolvers import RegexPattern as DjangoRegex
+    from django.urls.resolvers import RoutePattern as DjangoRoute
+
+    # Django keeps the source in private attributes that its stubs omit
+    # (Channels reads them too); ``source`` stays untyped for that.
+    source: Any = pattern
+    if isinstance(pattern, DjangoRoute):
+        return DjangoRoute(source._route, pattern.name, is_endpoint=False)
+    if isinstance(pattern, DjangoRegex):
+        return DjangoRegex(source._regex, pattern.name, is_endpoint=False)
+    raise TypeError(
+        f"Unsupported pattern type {type(pattern).__name__} in front of a nested "
+        "router: use path() or re_path()"
+    )
+
+
+@dataclass(frozen=True)
+class _Route:
+    match: Callable[[str], Match | None]
+    app: ASGIApp
+    extra_kwargs: dict[str, Any]
+    #: A URLRouter given directly: resolved without calling it.
+    router: URLRouter | None
+    #: A router behind middleware: it reports "no match" by raising.
+    wraps_router: bool
+
+
+@dataclass
+class _Resolved:
+    app: ASGIApp
+    rest: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    wraps_router: bool
+
+
+class URLRouter:
+    """Dispatch to the first route whose pattern matches the path.
+
+    ``routes`` are results of Django's ``path()``/``re_path()``/``include()``
+    or of ``achannels.routing.path``/``re_path``. Leading slashes are ignored
+    (write ``"ws/chat/"``); the outermost router strips ``scope["root_path"]``
+    first. A route may lead to a nested ``URLRouter`` (directly, behind
+    middleware, or via Django's ``include()``, which Channels rejects): its
+    pattern then matches a prefix and the nested router routes the rest.
+
+    The application gets a copy of the scope with ``url_route`` set to
+    ``{"args": ..., "kwargs": ...}`` (captured values of every level, then the
+    route's extra ``kwargs``, inner levels winning) and ``path_remaining``.
+    Raises ``ValueError("No route found for path ...")`` when nothing matches,
+    and ``ValueError`` when the scope has no ``path``.
+    """
+
+    #: Channels' marker for "this app routes on path_remaining"; kept so
+    #: third-party routers written for Channels nest the same way.
+    _path_routing = True
+
+    def __init__(self, routes: Iterable[object]):
+        self.routes = list(routes)
+        # Precompiled: matching runs on every connection.
+        self._routes = tuple(self._compile(route) for route in self.routes)
+
+    @staticmethod
+    def _compile(route: object) -> _Route:
+        pattern = getattr(route, "pattern", None)
+        if pattern is None or not callable(getattr(pattern, "match", None)):
+            raise TypeError(
+                f"URLRouter routes must come from path() or re_path(), got {route!r}"
+            )
+        extra_kwargs = dict(
+            getattr(route, "default_args", None)
+            or getattr(route, "default_kwargs", None)
+            or {}
+        )
+        url_patterns = getattr(route, "url_patterns", None)
+        if url_patterns is not None:
+            # Django include(): its pattern already matches a prefix.
+            nested = URLRouter(url_patterns)
+            return _Route(pattern.match, nested, extra_kwargs, nested, False)
+        app = getattr(route, "callback", None)
+        if not callable(app):
+            raise TypeError(f"Route {route!r} has no ASGI application to route to")
+        if isinstance(app, URLRouter):
+            return _Route(_as_prefix(pattern).match, app, extra_kwargs, app, False)
+        if _routes_inside(app):
+            return _Route(_as_prefix(pattern).match, app, extra_kwargs, None, True)
+        return _Route(pattern.match, app, extra_kwargs, None, False)
+
+    def _resolve(self, path: str) -> Iterator[_Resolved]:
+        """Yield the matching routes in order, descending into direct routers."""
+        path = path.lstrip("/")
+        for route in self._routes:
+            found = route.match(path)
+            if found is None:
+                continue
+            rest, args, kwargs = found
+            if route.extra_kwargs:
+                kwargs = {**kwargs, **route.extra_kwargs}
+            if route.router is None:
+                yield _Resolved(route.app, rest, args, kwargs, route.wraps_router)
+                continue
+            for inner in route.router._resolve(rest):
+                yield _Resolved(
+                    inner.app,
+                    inner.rest,
+                    args + inner.args,
+                    {**kwargs, **inner.kwargs},
+                    inner.wraps_router,
+                )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        nested = "path_remaining" in scope
+        path: str | None = scope["path_remaining"] if nested else scope.get("path")
+        if path is None:
+            raise ValueError("No 'path' key in connection scope, cannot route URLs")
+        if not nested:
+            root_path: str = scope.get("root_path", "")
+            if root_path:
+                # ASGI: path includes root_path; route on what follows it.
+                if not path.startswith(root_path):
+                    raise ValueError(f"No route found for path {path!r}.")
+                path = path[len(root_path) :]
+        outer = scope.get("url_route")
+        for resolved in self._resolve(path):
+            args, kwargs = resolved.args, resolved.kwargs
+            if outer:
+                args = tuple(outer.get("args", ())) + args
+                kwargs = {**outer.get("kwargs", {}), **kwargs}
+            inner_scope = dict(
+                scope,
+                path_remaining=resolved.rest,
+                url_route={"args": args, "kwargs": kwargs},
+            )
+            if not resolved.wraps_router:
+                return await resolved.app(inner_scope, receive, send)
+            try:
+                return await resolved.app(inner_scope, receive, send)
+            except _NoRouteFound:
+                continue
+        if nested:
+            raise _NoRouteFound(f"No route found for path {path.lstrip('/')!r}.")
+        raise ValueError(f"No route found for path {path.lstrip('/')!r}.")
+
+
+class ChannelNameRouter:
+    """Dispatch ``channel`` scopes (from ``runworker``) by ``scope["channel"]``.
+
+    Raises ``ValueError`` when the scope has no ``channel`` key or no
+    application is configured for that channel name.
+    """
+
+    def __init__(self, application_mapping: Mapping[str, ASGIApp]):
+        self.application_mapping = application_mapping
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if "channel" not in scope:
+            raise ValueError(
+                "ChannelNameRouter got a scope without a 'channel' key. Did you make "
+                "sure it's only being used for 'channel' type messages?"
+            )
+        application = self.application_mapping.get(scope["channel"])
+        if application is None:
+            raise ValueError(
+                f"No application configured for channel name {scope['channel']!r}; "
+                f"configured: {', '.join(map(repr, self.application_mapping))}"
+            )
+        return await application(scope, receive, send)
