@@ -1,8 +1,17 @@
 """Channel layers: the base class, the in-memory layer and the alias manager.
 
-Module paths and names follow ``channels.layers`` (Channels 4.3).
+Module paths and names follow ``channels.layers`` (Channels 4.3). The Redis
+layers live in :mod:`achannels.layers.redis`.
 """
 
 from ._base import BaseChannelLayer
+from ._manager import ChannelLayerManager, channel_layers, get_channel_layer
+from .memory import InMemoryChannelLayer
 
-__all__ = ["BaseChannelLayer"]
+__all__ = [
+    "BaseChannelLayer",
+    "ChannelLayerManager",
+    "InMemoryChannelLayer",
+    "channel_layers",
+    "get_channel_layer",
+]

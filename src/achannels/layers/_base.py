@@ -65,7 +65,7 @@ class BaseChannelLayer:
 
     #: Extensions the backend implements, e.g. ``["groups", "flush"]``. A class
     #: attribute so a subclass's list is what its instances report.
-    extensions: list[str] = []  # noqa: RUF012 - Channels' public, per-class list
+    extensions: list[str] = []
 
     channel_name_regex = _CHANNEL_NAME
     group_name_regex = _GROUP_NAME

@@ -1,0 +1,491 @@
+"""The in-memory channel layer: one process, plain asyncio, no scans.
+
+Cost model (what keeps ``send``, ``receive`` and ``group_send`` flat with
+100,000 live channels):
+
+- A waiting receiver gets a message handed to its future directly; nothing
+  is queued or scheduled.
+- A queued message's channel has at most one entry in a heap of expiry
+  deadlines; expiring a message pops that entry, drops what is due in that
+  channel and reschedules the channel by its next deadline. Cost is
+  ``O(log n)`` per expired message, and nothing when no deadline is due.
+- Group memberships sit in one ordered dict, oldest ``group_add`` first, so
+  group expiry pops from its front and stops at the first live membership.
+- A channel's group memberships are indexed, so a channel whose message
+  expired (Channels' sign of a dead consumer) leaves its groups without a scan
+  of every group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import math
+import random
+import string
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any
+
+from .._types import Message
+from ..exceptions import ChannelFull
+from ._base import BaseChannelLayer, ChannelCapacity
+from ._copy import copy_message, snapshot_message
+
+__all__ = ["InMemoryChannelLayer"]
+
+logger = logging.getLogger(__name__)
+
+_LETTERS = string.ascii_letters
+
+
+class _Shared:
+    """One ``group_send`` snapshot queued for many channels; every receiver
+    takes its own copy, so members never share mutable objects and the
+    sender pays for one copy however large the group."""
+
+    __slots__ = ("flat", "message")
+
+    def __init__(self, message: Message, flat: bool) -> None:
+        self.message = message
+        self.flat = flat
+
+    def take(self) -> Message:
+        return copy_message(self.message, self.flat)
+
+
+#: Resolves a waiter whose event loop runs in another thread: the message
+#: stays queued and the woken receiver takes it from the queue itself.
+_WAKE = _Shared({}, True)
+
+
+def _own(item: Message | _Shared) -> Message:
+    """Return the receiver's own message for a queued item."""
+    return item.take() if isinstance(item, _Shared) else item
+
+
+def _wake(future: asyncio.Future[Message | _Shared]) -> None:
+    if not future.done():
+        future.set_result(_WAKE)
+
+
+class _ChannelQueue:
+    """Pending messages of one channel and the receivers waiting on it.
+
+    ``layer.channels[name]`` is one of these. Like the ``asyncio.Queue``
+    Channels keeps there, it has ``qsize()``, ``empty()`` and ``full()``,
+    and ``len()`` counts pending messages.
+    """
+
+    __slots__ = ("capacity", "messages", "waiters")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        #: ``(expiry deadline, message)`` oldest first.
+        self.messages: deque[tuple[float, Message | _Shared]] = deque()
+        #: Futures of waiting receivers, first come first served.
+        self.waiters: deque[asyncio.Future[Message | _Shared]] = deque()
+
+    def qsize(self) -> int:
+        return len(self.messages)
+
+    def empty(self) -> bool:
+        return not self.messages
+
+    def full(self) -> bool:
+        return len(self.messages) >= self.capacity
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def __repr__(self) -> str:
+        return (
+            f"<channel queue: {len(self.messages)}/{self.capacity} messages, "
+            f"{len(self.waiters)} waiting>"
+        )
+
+    def hand_off(
+        self, item: Message | _Shared, loop: asyncio.AbstractEventLoop
+    ) -> bool:
+        """Give ``item`` to the first waiter of ``loop`` and return ``True``;
+        return ``False`` when the caller must queue it instead."""
+        waiters = self.waiters
+        while waiters:
+            future = waiters.popleft()
+            if future.done():  # cancelled; its receive() has not cleaned up yet
+                continue
+            owner = future.get_loop()
+            if owner is loop:
+                future.set_result(item)
+                return True
+            if owner.is_closed():  # a receive() abandoned with its loop
+                continue
+            # A loop in another thread: futures are not thread-safe, so that
+            # loop wakes its receiver, which takes the message from the queue.
+            owner.call_soon_threadsafe(_wake, future)
+            return False
+        return False
+
+
+class InMemoryChannelLayer(BaseChannelLayer):
+    """A channel layer inside one process, for development, tests and
+    single-process deployments (Channels' ``InMemoryChannelLayer``).
+
+    ``expiry`` seconds after a message was sent it is dropped if nobody
+    received it, and its channel leaves every group (a channel nobody reads is
+    taken for dead, as in Channels). ``group_expiry`` seconds after the last
+    ``group_add`` of a membership it ends. ``capacity`` and ``channel_capacity``
+    bound each channel: ``send`` raises :class:`~achannels.exceptions.ChannelFull`
+    and ``group_send`` skips a full member (logging a warning at most every
+    :attr:`full_log_interval` seconds). Unknown keyword arguments raise
+    :class:`TypeError`.
+
+    Receivers get their own copy of every message (sender mutations after
+    ``send`` and other group members never reach them). The layer holds no
+    event-loop-bound state between calls, so one instance serves one event
+    loop after another (a loop per test); waiting receivers belong to the
+    loop that awaits them.
+
+    :attr:`channels` maps each channel that has pending messages or waiting
+    receivers to its queue; :attr:`groups` maps each group to
+    ``{channel name: time.monotonic() of its last group_add}``. Empty channels
+    and groups are removed.
+
+    Differences from Channels: ``channel_capacity`` works; two receivers on
+    one channel never lose a message; a cancelled ``receive`` leaves nothing
+    behind and never swallows a message; expiry costs only what expires.
+    """
+
+    extensions = ["groups", "flush"]
+
+    #: Seconds between two warnings about ``group_send`` skipping full channels.
+    full_log_interval: float = 10.0
+
+    def __init__(
+        self,
+        expiry: float = 60,
+        group_expiry: float = 86400,
+        capacity: int = 100,
+        channel_capacity: ChannelCapacity | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs:
+            raise TypeError(
+                "InMemoryChannelLayer got unexpected option(s) "
+                f"{', '.join(sorted(kwargs))}; it accepts expiry, group_expiry, "
+                "capacity and channel_capacity"
+            )
+        super().__init__(
+            expiry=expiry, capacity=capacity, channel_capacity=channel_capacity
+        )
+        self.group_expiry = group_expiry
+        self.channels: dict[str, _ChannelQueue] = {}
+        self.groups: dict[str, dict[str, float]] = {}
+        #: The time source for expiry; tests swap it to control time.
+        self._clock: Callable[[], float] = time.monotonic
+        # (deadline, channel): at most one live entry per channel with queued
+        # messages, never later than its oldest message's deadline.
+        self._deadlines: list[tuple[float, str]] = []
+        # Channel -> deadline of its live heap entry; other entries are stale.
+        self._scheduled: dict[str, float] = {}
+        # (group, channel) -> time of the last group_add, oldest first.
+        self._memberships: OrderedDict[tuple[str, str], float] = OrderedDict()
+        # Channel -> groups it belongs to.
+        self._channel_groups: dict[str, set[str]] = {}
+        # No membership can expire before this time.
+        self._group_check_at = math.inf
+        self._full_skipped = 0
+        self._full_log_at = -math.inf
+
+    # Time and expiry
+
+    def _now(self) -> float:
+        """Return the clock's time after dropping whatever expired by then."""
+        now = self._clock()
+        deadlines = self._deadlines
+        if (deadlines and deadlines[0][0] <= now) or now >= self._group_check_at:
+            self._expire(now)
+        return now
+
+    def _expire(self, now: float) -> None:
+        deadlines = self._deadlines
+        scheduled = self._scheduled
+        while deadlines and deadlines[0][0] <= now:
+            deadline, name = heapq.heappop(deadlines)
+            if scheduled.get(name) != deadline:
+                continue  # superseded by an earlier entry for this channel
+            del scheduled[name]
+            queue = self.channels.get(name)
+            if queue is None:
+                continue
+            messages = queue.messages
+            expired = False
+            while messages and messages[0][0] <= now:
+                messages.popleft()
+                expired = True
+            if messages:
+                self._schedule(name, messages[0][0])
+            elif not queue.waiters:
+                del self.channels[name]
+            if expired:
+                self._leave_all_groups(name)
+
+        if now >= self._group_check_at:
+            memberships = self._memberships
+            oldest = now - self.group_expiry
+            self._group_check_at = math.inf
+            while memberships:
+                (group, channel), added = next(iter(memberships.items()))
+                if added > oldest:
+                    self._group_check_at = added + self.group_expiry
+                    break
+                memberships.popitem(last=False)
+                self._unlink(group, channel)
+
+    def _schedule(self, name: str, deadline: float) -> None:
+        current = self._scheduled.get(name)
+        if current is None or deadline < current:
+            self._scheduled[name] = deadline
+            heapq.heappush(self._deadlines, (deadline, name))
+
+    # Channels
+
+    async def send(self, channel: str, message: Message) -> None:
+        """Send ``message`` to ``channel``: to a waiting receiver at once, else
+        into the channel's queue. Raises :class:`TypeError` for an invalid
+        name, a non-dict message or a value that cannot be copied (naming its
+        key), and :class:`~achannels.exceptions.ChannelFull` when the channel
+        already holds its capacity of messages."""
+        self.require_valid_channel_name(channel)
+        if message.__class__ is not dict:
+            self.require_valid_message(message)
+        item, _ = snapshot_message(message)
+        now = self._now()
+        queue = self.channels.get(channel)
+        if queue is None:
+            queue = self.channels[channel] = _ChannelQueue(self.get_capacity(channel))
+        elif (
+            queue.waiters
+            and not queue.messages
+            and queue.hand_off(item, asyncio.get_running_loop())
+        ):
+            return
+        if len(queue.messages) >= queue.capacity:
+            raise ChannelFull(
+                f"Channel {channel!r} already holds {queue.capacity} messages (its "
+                "capacity): its consumer is not receiving fast enough"
+            )
+        deadline = now + self.expiry
+        queue.messages.append((deadline, item))
+        if channel not in self._scheduled:
+            self._schedule(channel, deadline)
+
+    async def receive(self, channel: str) -> Message:
+        """Return the next message on ``channel``, waiting for one if need be.
+
+        Concurrent receivers on one channel are served first come, first
+        served, and each message goes to exactly one of them. Cancelling a
+        waiting ``receive`` loses no message: one handed to it as it was
+        cancelled goes back to the front of the channel. Raises
+        :class:`TypeError` for an invalid channel name.
+        """
+        self.require_valid_channel_name(channel)
+        self._now()
+        while True:
+            queue = self.channels.get(channel)
+            if queue is None:
+                queue = self.channels[channel] = _ChannelQueue(
+                    self.get_capacity(channel)
+                )
+            elif queue.messages:
+                _, item = queue.messages.popleft()
+                if not queue.messages and not queue.waiters:
+                    del self.channels[channel]
+                return _own(item)
+            future: asyncio.Future[Message | _Shared] = (
+                asyncio.get_running_loop().create_future()
+            )
+            queue.waiters.append(future)
+            try:
+                item = await future
+            except asyncio.CancelledError:
+                self._abandon(channel, queue, future)
+                raise
+            if not queue.waiters and not queue.messages:
+                if self.channels.get(channel) is queue:
+                    del self.channels[channel]
+            if item is not _WAKE:
+                return _own(item)
+            # Woken from another thread: take the queued message on next turn.
+
+    def _abandon(
+        self,
+        channel: str,
+        queue: _ChannelQueue,
+        future: asyncio.Future[Message | _Shared],
+    ) -> None:
+        """Undo a cancelled wait: drop the waiter, and pass on a message that
+        reached it after all (the cancellation won the race)."""
+        if future.cancelled() or not future.done():
+            try:
+                queue.waiters.remove(future)
+            except ValueError:
+                pass  # already skipped by a sender
+            if not queue.waiters and not queue.messages:
+                if self.channels.get(channel) is queue:
+                    del self.channels[channel]
+            return
+        # The channel may have been dropped meanwhile (flush): revive it.
+        queue = self.channels.setdefault(channel, queue)
+        item = future.result()
+        if item is not _WAKE:
+            # Back to the front, with a fresh expiry: it was never received.
+            deadline = self._clock() + self.expiry
+            queue.messages.appendleft((deadline, item))
+            self._schedule(channel, deadline)
+        # A wake-up or message meant for this receiver goes to the next one.
+        if queue.messages and queue.waiters:
+            deadline, item = queue.messages.popleft()
+            if not queue.hand_off(item, future.get_loop()):
+                queue.messages.appendleft((deadline, item))
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        """Return a new unique process-specific channel name,
+        ``f"{prefix}.inmemory!{12 random letters}"`` as in Channels. Raises
+        :class:`TypeError` if ``prefix`` makes an invalid channel name."""
+        while True:
+            name = f"{prefix}.inmemory!{''.join(random.choices(_LETTERS, k=12))}"
+            if name not in self.channels:
+                break
+        self.require_valid_channel_name(name)
+        return name
+
+    # Flush extension
+
+    async def flush(self) -> None:
+        """Drop every pending message and every group. Receivers already
+        waiting keep waiting and get the next message sent to them."""
+        for name, queue in list(self.channels.items()):
+            queue.messages.clear()
+            if not queue.waiters:
+                del self.channels[name]
+        self.groups.clear()
+        self._deadlines.clear()
+        self._scheduled.clear()
+        self._memberships.clear()
+        self._channel_groups.clear()
+        self._group_check_at = math.inf
+
+    async def close(self) -> None:
+        """Nothing to release: pending messages and groups stay (as in
+        Channels); use :meth:`flush` to drop them."""
+
+    # Groups extension
+
+    async def group_add(self, group: str, channel: str) -> None:
+        """Add ``channel`` to ``group``, or refresh its membership so that it
+        lasts another ``group_expiry`` seconds. Raises :class:`TypeError` for
+        an invalid name."""
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        now = self._now()
+        members = self.groups.get(group)
+        if members is None:
+            members = self.groups[group] = {}
+        members[channel] = now
+        key = (group, channel)
+        memberships = self._memberships
+        if key in memberships:
+            memberships.move_to_end(key)
+        memberships[key] = now
+        groups = self._channel_groups.get(channel)
+        if groups is None:
+            groups = self._channel_groups[channel] = set()
+        groups.add(group)
+        if now + self.group_expiry < self._group_check_at:
+            self._group_check_at = now + self.group_expiry
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        """Remove ``channel`` from ``group``; nothing happens if it is not a
+        member. Raises :class:`TypeError` for an invalid name."""
+        self.require_valid_channel_name(channel)
+        self.require_valid_group_name(group)
+        self._now()
+        if self._memberships.pop((group, channel), None) is not None:
+            self._unlink(group, channel)
+
+    async def group_send(self, group: str, message: Message) -> None:
+        """Send ``message`` to every channel in ``group``.
+
+        Members whose channel is full are skipped (Channels' semantics) and
+        counted in a warning logged at most every :attr:`full_log_interval`
+        seconds. The message is copied once here, and each receiver gets its
+        own copy when it receives. Raises :class:`TypeError` for an invalid
+        group name, a non-dict message or a value that cannot be copied.
+        """
+        self.require_valid_group_name(group)
+        if message.__class__ is not dict:
+            self.require_valid_message(message)
+        snapshot, flat = snapshot_message(message)
+        now = self._now()
+        members = self.groups.get(group)
+        if not members:
+            return
+        shared = _Shared(snapshot, flat)
+        deadline = now + self.expiry
+        channels = self.channels
+        scheduled = self._scheduled
+        loop = asyncio.get_running_loop()
+        skipped = 0
+        for name in members:
+            queue = channels.get(name)
+            if queue is None:
+                queue = channels[name] = _ChannelQueue(self.get_capacity(name))
+            elif queue.waiters and not queue.messages and queue.hand_off(shared, loop):
+                continue
+            if len(queue.messages) >= queue.capacity:
+                skipped += 1
+                continue
+            queue.messages.append((deadline, shared))
+            if name not in scheduled:
+                self._schedule(name, deadline)
+        if skipped:
+            self._report_full(group, skipped, now)
+
+    def _report_full(self, group: str, skipped: int, now: float) -> None:
+        self._full_skipped += skipped
+        if now < self._full_log_at:
+            return
+        logger.warning(
+            "group_send skipped %d message(s) for channels at capacity since the "
+            "last report (latest in group %r): their consumers do not keep up",
+            self._full_skipped,
+            group,
+        )
+        self._full_skipped = 0
+        self._full_log_at = now + self.full_log_interval
+
+    def _unlink(self, group: str, channel: str) -> None:
+        """Remove a membership from :attr:`groups` and the channel index (the
+        caller already removed it from the expiry order)."""
+        members = self.groups.get(group)
+        if members is not None:
+            members.pop(channel, None)
+            if not members:
+                del self.groups[group]
+        groups = self._channel_groups.get(channel)
+        if groups is not None:
+            groups.discard(group)
+            if not groups:
+                del self._channel_groups[channel]
+
+    def _leave_all_groups(self, channel: str) -> None:
+        for group in self._channel_groups.pop(channel, ()):
+            self._memberships.pop((group, channel), None)
+            members = self.groups.get(group)
+            if members is not None:
+                members.pop(channel, None)
+                if not members:
+                    del self.groups[group]
