@@ -199,6 +199,8 @@ class ApplicationCommunicator:
             await self._cancel()
 
     def __del__(self) -> None:
+        if not hasattr(self, "_future"):
+            return  # a subclass's __init__ raised before ours ran
         try:
             self.stop(exceptions=False)
         except RuntimeError:

@@ -1,0 +1,398 @@
+"""Test communicators: Channels' API, return values, timeouts, no leaked tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from achannels._types import Message, Receive, Scope, Send
+from achannels.testing import (
+    ApplicationCommunicator,
+    HttpCommunicator,
+    WebsocketCommunicator,
+)
+
+
+@pytest.fixture(autouse=True)
+async def no_task_outlives_the_test() -> AsyncIterator[None]:
+    """Every test here must end with no task but its own running."""
+    yield
+    current = asyncio.current_task()
+    leftover = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    assert leftover == []
+
+
+async def ws_echo(scope: Scope, receive: Receive, send: Send) -> None:
+    """Accept (with the first offered subprotocol), echo frames, end on
+    disconnect, close with 4000 on the frame "close"."""
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            subprotocols = scope["subprotocols"]
+            await send(
+                {
+                    "type": "websocket.accept",
+                    "subprotocol": subprotocols[0] if subprotocols else None,
+                    "headers": [(b"x-hello", b"1")],
+                }
+            )
+        elif message["type"] == "websocket.receive":
+            if message.get("text") == "close":
+                await send({"type": "websocket.close", "code": 4000})
+            elif message.get("text") is not None:
+                await send({"type": "websocket.send", "text": message["text"]})
+            else:
+                await send({"type": "websocket.send", "bytes": message["bytes"]})
+        elif message["type"] == "websocket.disconnect":
+            return
+
+
+async def ws_silent(scope: Scope, receive: Receive, send: Send) -> None:
+    await receive()
+    await send({"type": "websocket.accept"})
+    while (await receive())["type"] != "websocket.disconnect":
+        pass
+
+
+# --- WebsocketCommunicator ----------------------------------------------------
+
+
+async def test_websocket_scope_is_built_like_a_server_would() -> None:
+    communicator = WebsocketCommunicator(
+        ws_echo,
+        "/chat/caf%C3%A9 room/?a=1&b=%20",
+        headers=[(b"Origin", b"http://x"), ("X-Str", "v")],
+        subprotocols=["graphql-ws"],
+        spec_version="2.3",
+        extensions={"websocket.http.response": {}},
+    )
+    assert communicator.scope == {
+        "type": "websocket",
+        "path": "/chat/café room/",
+        "raw_path": b"/chat/caf%C3%A9%20room/",
+        "query_string": b"a=1&b=%20",
+        "headers": [(b"origin", b"http://x"), (b"x-str", b"v")],
+        "subprotocols": ["graphql-ws"],
+        "spec_version": "2.3",
+        "extensions": {"websocket.http.response": {}},
+    }
+
+
+def test_websocket_communicator_rejects_non_str_path() -> None:
+    with pytest.raises(TypeError, match="Expected str"):
+        WebsocketCommunicator(ws_echo, b"/ws/")  # type: ignore[arg-type]
+
+
+async def test_connect_returns_true_and_chosen_subprotocol() -> None:
+    communicator = WebsocketCommunicator(ws_echo, "/", subprotocols=["p1", "p2"])
+    assert await communicator.connect() == (True, "p1")
+    assert communicator.response_headers == [(b"x-hello", b"1")]
+    await communicator.disconnect()
+    assert communicator.future.done()
+
+
+async def test_connect_returns_false_and_close_code_on_denial() -> None:
+    closes: list[Message] = []
+
+    async def deny(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.close", "code": 4403})
+        closes.append(await receive())
+
+    communicator = WebsocketCommunicator(deny, "/")
+    assert await communicator.connect() == (False, 4403)
+    # Told of the disconnect as uvicorn does, so the application ended.
+    assert closes == [{"type": "websocket.disconnect", "code": 1006}]
+    assert communicator.future.done()
+
+
+async def test_close_without_code_reads_as_1000() -> None:
+    async def deny(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.close"})
+
+    assert await WebsocketCommunicator(deny, "/").connect() == (False, 1000)
+
+
+async def test_http_denial_returns_status_and_keeps_the_response() -> None:
+    async def deny(scope: Scope, receive: Receive, send: Send) -> None:
+        assert "websocket.http.response" in scope["extensions"]
+        await receive()
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": 403,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
+        await send(
+            {"type": "websocket.http.response.body", "body": b"go ", "more_body": True}
+        )
+        await send({"type": "websocket.http.response.body", "body": b"away"})
+
+    communicator = WebsocketCommunicator(
+        deny, "/", extensions={"websocket.http.response": {}}
+    )
+    assert await communicator.connect() == (False, 403)
+    assert communicator.http_response == {
+        "status": 403,
+        "headers": [(b"content-type", b"text/plain")],
+        "body": b"go away",
+    }
+
+
+async def test_text_bytes_and_empty_frames_round_trip() -> None:
+    communicator = WebsocketCommunicator(ws_echo, "/")
+    await communicator.connect()
+    await communicator.send_to(text_data="")
+    assert await communicator.receive_from() == ""
+    await communicator.send_to(bytes_data=b"")
+    assert await communicator.receive_from() == b""
+    await communicator.send_to(text_data="héllo")
+    assert await communicator.receive_from() == "héllo"
+    await communicator.send_to(bytes_data=b"\x00\xff")
+    assert await communicator.receive_from() == b"\x00\xff"
+    await communicator.disconnect()
+
+
+async def test_json_round_trip() -> None:
+    communicator = WebsocketCommunicator(ws_echo, "/")
+    await communicator.connect()
+    await communicator.send_json_to({"a": [1, 2, None], "b": "ü"})
+    assert await communicator.receive_json_from() == {"a": [1, 2, None], "b": "ü"}
+    await communicator.send_to(bytes_data=b"{}")
+    with pytest.raises(AssertionError, match="not a text frame"):
+        await communicator.receive_json_from()
+    await communicator.disconnect()
+
+
+async def test_send_to_needs_exactly_one_payload_of_the_right_type() -> None:
+    communicator = WebsocketCommunicator(ws_echo, "/")
+    with pytest.raises(ValueError, match="exactly one"):
+        await communicator.send_to()
+    with pytest.raises(ValueError, match="exactly one"):
+        await communicator.send_to(text_data="a", bytes_data=b"a")
+    with pytest.raises(TypeError, match="text_data must be a str"):
+        await communicator.send_to(text_data=b"a")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bytes_data must be bytes"):
+        await communicator.send_to(bytes_data="a")  # type: ignore[arg-type]
+
+
+async def test_receive_from_a_close_is_an_assertion_error() -> None:
+    communicator = WebsocketCommunicator(ws_echo, "/")
+    await communicator.connect()
+    await communicator.send_to(text_data="close")
+    with pytest.raises(AssertionError, match=r"Expected type 'websocket\.send'"):
+        await communicator.receive_from()
+    await communicator.disconnect()
+
+
+async def test_receive_from_times_out_with_asyncio_timeout_error_and_cancels() -> None:
+    communicator = WebsocketCommunicator(ws_silent, "/")
+    await communicator.connect()
+    with pytest.raises(asyncio.TimeoutError):
+        await communicator.receive_from(timeout=0.05)
+    assert communicator.future.cancelled()
+    # The communicator stays usable for the usual teardown.
+    await communicator.disconnect()
+
+
+async def test_receive_nothing_true_when_silent_false_when_output_waits() -> None:
+    communicator = WebsocketCommunicator(ws_echo, "/")
+    await communicator.connect()
+    assert await communicator.receive_nothing() is True
+    await communicator.send_to(text_data="x")
+    assert await communicator.receive_nothing() is False
+    assert await communicator.receive_from() == "x"
+    await communicator.disconnect()
+
+
+async def test_receive_nothing_wakes_as_soon_as_output_arrives() -> None:
+    release = asyncio.Event()
+
+    async def late(scope: Scope, receive: Receive, send: Send) -> None:
+        await release.wait()
+        await send({"type": "late"})
+
+    communicator = ApplicationCommunicator(late, {"type": "test"})
+    started = time.monotonic()
+    waiting = asyncio.ensure_future(communicator.receive_nothing(timeout=30))
+    await asyncio.sleep(0)
+    release.set()
+    assert await asyncio.wait_for(waiting, 10) is False
+    assert time.monotonic() - started < 10
+    assert await communicator.receive_output() == {"type": "late"}
+    await communicator.wait()
+
+
+async def test_disconnect_sends_code_and_waits_for_the_end() -> None:
+    got: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        got.append(await receive())
+
+    communicator = WebsocketCommunicator(app, "/")
+    await communicator.connect()
+    await communicator.disconnect(code=4001)
+    assert got == [{"type": "websocket.disconnect", "code": 4001}]
+    assert communicator.future.done()
+
+
+async def test_disconnect_times_out_when_the_application_does_not_end() -> None:
+    async def stubborn(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await receive()
+        await asyncio.Event().wait()
+
+    communicator = WebsocketCommunicator(stubborn, "/")
+    await communicator.connect()
+    with pytest.raises(asyncio.TimeoutError):
+        await communicator.disconnect(timeout=0.05)
+    assert communicator.future.cancelled()
+
+
+# --- ApplicationCommunicator --------------------------------------------------
+
+
+async def test_application_exception_is_raised_at_once_not_after_timeout() -> None:
+    async def broken(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        raise RuntimeError("kaput")
+
+    communicator = ApplicationCommunicator(broken, {"type": "test"})
+    await communicator.send_input({"type": "go"})
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="kaput"):
+        await communicator.receive_output(timeout=30)
+    assert time.monotonic() - started < 10
+    with pytest.raises(RuntimeError, match="kaput"):
+        await communicator.wait()
+
+
+async def test_output_sent_before_a_failure_comes_before_the_failure() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "first"})
+        raise RuntimeError("then fail")
+
+    communicator = ApplicationCommunicator(app, {"type": "test"})
+    assert await communicator.receive_output() == {"type": "first"}
+    with pytest.raises(RuntimeError, match="then fail"):
+        await communicator.receive_output()
+
+
+async def test_application_that_ended_without_output_times_out_at_once() -> None:
+    async def quiet(scope: Scope, receive: Receive, send: Send) -> None:
+        return None
+
+    communicator = ApplicationCommunicator(quiet, {"type": "test"})
+    started = time.monotonic()
+    with pytest.raises(asyncio.TimeoutError):
+        await communicator.receive_output(timeout=30)
+    assert time.monotonic() - started < 10
+    assert await communicator.receive_nothing() is True
+
+
+async def test_wait_times_out_and_cancels_a_running_application() -> None:
+    communicator = ApplicationCommunicator(ws_silent, {"type": "websocket"})
+    with pytest.raises(asyncio.TimeoutError):
+        await communicator.wait(timeout=0.05)
+    assert communicator.future.cancelled()
+
+
+async def test_application_runs_without_the_tests_context_vars() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var")
+    var.set("from the test")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "value", "value": var.get("unset")})
+
+    communicator = ApplicationCommunicator(app, {"type": "test"})
+    assert await communicator.receive_output() == {"type": "value", "value": "unset"}
+    await communicator.wait()
+
+
+async def test_async_with_cancels_the_application_on_exit() -> None:
+    async with ApplicationCommunicator(
+        ws_silent, {"type": "websocket"}
+    ) as communicator:
+        await communicator.send_input({"type": "websocket.connect"})
+        assert await communicator.receive_output() == {"type": "websocket.accept"}
+    assert communicator.future.cancelled()
+
+
+# --- HttpCommunicator ---------------------------------------------------------
+
+
+async def http_app(scope: Scope, receive: Receive, send: Send) -> None:
+    request = await receive()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 201,
+            "headers": [(b"x-method", scope["method"].encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"got:", "more_body": True})
+    await send(
+        {"type": "http.response.body", "body": request["body"], "more_body": True}
+    )
+    await send({"type": "http.response.body", "body": scope["query_string"]})
+
+
+async def test_http_communicator_returns_status_headers_and_joined_body() -> None:
+    communicator = HttpCommunicator(http_app, "post", "/a%20b/?q=1", body=b"payload")
+    assert communicator.scope == {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "path": "/a b/",
+        "raw_path": b"/a%20b/",
+        "query_string": b"q=1",
+        "headers": [],
+    }
+    assert await communicator.get_response() == {
+        "status": 201,
+        "headers": [(b"x-method", b"POST")],
+        "body": b"got:payloadq=1",
+    }
+
+
+async def test_http_application_is_told_of_disconnect_after_the_response() -> None:
+    after: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body"})
+        after.append(await receive())
+
+    communicator = HttpCommunicator(app, "GET", "/")
+    assert await communicator.get_response() == {
+        "status": 200,
+        "headers": [],
+        "body": b"",
+    }
+    assert after == [{"type": "http.disconnect"}]
+    assert communicator.future.done()
+
+
+def test_http_communicator_body_must_be_bytes() -> None:
+    with pytest.raises(TypeError, match="body must be bytes"):
+        HttpCommunicator(http_app, "GET", "/", body="text")  # type: ignore[arg-type]
+
+
+async def test_http_get_response_times_out() -> None:
+    async def hang(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await asyncio.Event().wait()
+
+    communicator = HttpCommunicator(hang, "GET", "/")
+    with pytest.raises(asyncio.TimeoutError):
+        await communicator.get_response(timeout=0.05)
