@@ -1,0 +1,3 @@
+"""Django management commands: ``runserver`` (uvicorn) and ``runworker``."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""The ``runserver`` and ``runworker`` commands."""
+
+__all__: list[str] = []

@@ -1,0 +1,64 @@
+"""``manage.py runworker CHANNEL... [--layer ALIAS]``: run the project's
+``ASGI_APPLICATION`` for messages sent to the named channels."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.management import BaseCommand, CommandError
+from django.core.management.base import CommandParser
+
+from achannels import DEFAULT_CHANNEL_LAYER
+from achannels.layers import get_channel_layer
+from achannels.routing import get_default_application
+from achannels.worker import Worker
+
+__all__ = ["Command"]
+
+logger = logging.getLogger("django.channels.worker")
+
+
+class Command(BaseCommand):
+    """Run a ``Worker`` on the given channels until SIGINT or SIGTERM."""
+
+    help = (
+        "Runs the ASGI_APPLICATION for messages sent to the given channels "
+        "(route them with ChannelNameRouter under the 'channel' type)."
+    )
+    leave_locale_alone = True
+    #: The worker class to run; subclass the command to change it.
+    worker_class = Worker
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--layer",
+            action="store",
+            dest="layer",
+            default=DEFAULT_CHANNEL_LAYER,
+            help="Channel layer alias to use, if not the default.",
+        )
+        parser.add_argument("channels", nargs="+", help="Channels to listen on.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.verbosity = options.get("verbosity", 1)
+        self.channel_layer = get_channel_layer(options["layer"])
+        if self.channel_layer is None:
+            raise CommandError(
+                f"You do not have a channel layer {options['layer']!r} configured: "
+                "add it to the CHANNEL_LAYERS setting."
+            )
+        if self.verbosity:
+            self.stdout.write(
+                f"Running worker for channels {options['channels']} on layer "
+                f"{options['layer']!r}"
+            )
+            self.stdout.flush()
+        logger.info("Running worker for channels %s", options["channels"])
+        worker = self.worker_class(
+            application=get_default_application(),
+            channels=options["channels"],
+            channel_layer=self.channel_layer,
+        )
+        worker.run()
