@@ -1,0 +1,188 @@
+"""Connections to one Redis server from one event loop, with retries.
+
+A :class:`Lane` keeps idle redis-py connections and runs one command per
+borrowed connection. It sidesteps redis-py's client and pool bookkeeping on
+the per-message path (the pool is still what builds connections, so URL
+options, TLS and Sentinel all work). A connection whose command was
+interrupted is discarded, never reused with a reply still unread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ._redis_hosts import HostSpec, create_pool, describe_host
+
+__all__ = ["CONNECTION_ERRORS", "Backoff", "Lane", "pack_command"]
+
+logger = logging.getLogger("achannels.layers.redis")
+
+#: What a lost or refused connection raises (OSError covers resets that
+#: redis-py lets through on some paths).
+CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+# A command that meets a dead connection (Redis restarted) is retried on a new
+# one, a few times with a short jittered backoff, so callers fail within about
+# a second while Redis is down instead of hanging.
+_ATTEMPTS = 4
+_MAX_IDLE = 32
+
+
+def pack_command(*args: Any) -> bytes:
+    """Return ``args`` as one RESP command (an array of bulk strings).
+
+    str is UTF-8, int and float are written in decimal (``repr`` keeps a
+    float exact); bytes go as they are.
+    """
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, str):
+            data = arg.encode("utf-8")
+        elif isinstance(arg, (int, float)):
+            data = repr(arg).encode("ascii")
+        else:
+            raise TypeError(f"Cannot send {type(arg).__name__} to Redis")
+        parts.append(b"$%d\r\n" % len(data))
+        parts.append(data)
+        parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+class Backoff:
+    """Exponential delays with jitter: ``base``, ``2 * base``, ... up to
+    ``cap`` seconds, each scaled by a random factor in ``[0.5, 1)``."""
+
+    __slots__ = ("_failures", "base", "cap")
+
+    def __init__(self, base: float = 0.05, cap: float = 5.0) -> None:
+        self.base = base
+        self.cap = cap
+        self._failures = 0
+
+    @property
+    def failures(self) -> int:
+        """How many delays were handed out since the last :meth:`reset`."""
+        return self._failures
+
+    def next_delay(self) -> float:
+        """Return the next delay and count a failure."""
+        delay = min(self.cap, self.base * (2**self._failures))
+        self._failures += 1
+        return float(delay * (0.5 + random.random() / 2))
+
+    def reset(self) -> None:
+        """Start again from ``base`` (after a success)."""
+        self._failures = 0
+
+
+class Lane:
+    """Commands to one Redis server from the event loop that created it."""
+
+    def __init__(self, host: HostSpec) -> None:
+        self.description = describe_host(host)
+        self._pool: ConnectionPool = create_pool(host)
+        timeout = self._pool.connection_kwargs.get("socket_timeout")
+        #: Seconds a reply (or connecting) may take; ``None`` waits forever.
+        self.timeout: float | None = timeout
+        self._idle: list[AbstractConnection] = []
+        self._busy: set[AbstractConnection] = set()
+        self._closed = False
+
+    def new_connection(self) -> AbstractConnection:
+        """Return a new, unconnected connection the caller owns and must
+        :meth:`discard`."""
+        if self._closed:
+            raise RedisConnectionError(
+                f"Redis channel layer connections to {self.description} are closed"
+            )
+        connection: AbstractConnection = self._pool.make_connection()  # type: ignore[no-untyped-call]
+        # Timeouts are applied per read (and to connecting) by this module:
+        # redis-py wraps every write in a new task when socket_timeout is set.
+        connection.socket_timeout = None
+        self._busy.add(connection)
+        return connection
+
+    async def connect(self, connection: AbstractConnection) -> None:
+        """Connect ``connection`` (handshake included) within :attr:`timeout`."""
+        connect = connection.connect()  # type: ignore[no-untyped-call]
+        if self.timeout is None:
+            await connect
+        else:
+            try:
+                await asyncio.wait_for(connect, self.timeout)
+            except asyncio.TimeoutError:
+                raise RedisTimeoutError(
+                    f"Timed out connecting to {self.description}"
+                ) from None
+
+    async def discard(self, connection: AbstractConnection) -> None:
+        """Close ``connection`` and forget it."""
+        self._busy.discard(connection)
+        await connection.disconnect(nowait=True)
+
+    async def _release(self, connection: AbstractConnection) -> None:
+        self._busy.discard(connection)
+        if len(self._idle) < _MAX_IDLE and not self._closed:
+            self._idle.append(connection)
+        else:
+            await connection.disconnect(nowait=True)
+
+    async def execute(self, *args: Any) -> Any:
+        """Run one command and return its reply.
+
+        Retries on a new connection when the connection fails, with backoff;
+        raises :class:`redis.exceptions.ConnectionError` naming the server
+        when it stays unreachable, and the server's error reply as
+        :class:`redis.exceptions.ResponseError`.
+        """
+        backoff = Backoff(base=0.05, cap=0.5)
+        while True:
+            connection = self._idle.pop() if self._idle else self.new_connection()
+            self._busy.add(connection)
+            try:
+                if not connection.is_connected:
+                    await self.connect(connection)
+                await connection.send_packed_command(
+                    pack_command(*args), check_health=False
+                )
+                reply = await connection.read_response(timeout=self.timeout)
+            except ResponseError:
+                # An error reply is a whole reply: the connection is fine.
+                await self._release(connection)
+                raise
+            except (RedisConnectionError, OSError) as error:
+                await self.discard(connection)
+                if backoff.failures + 1 >= _ATTEMPTS or self._closed:
+                    raise RedisConnectionError(
+                        f"Redis channel layer cannot reach {self.description} "
+                        f"(tried {backoff.failures + 1} times): {error}"
+                    ) from error
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            except BaseException:
+                # Cancelled or timed out mid-command: a reply may still be on
+                # the wire, so this connection must not serve another command.
+                await asyncio.shield(self.discard(connection))
+                raise
+            await self._release(connection)
+            return reply
+
+    async def aclose(self) -> None:
+        """Close every connection of this lane; later commands fail."""
+        self._closed = True
+        connections = [*self._idle, *self._busy]
+        self._idle.clear()
+        self._busy.clear()
+        for connection in connections:
+            await connection.disconnect(nowait=True)
+        await self._pool.disconnect()

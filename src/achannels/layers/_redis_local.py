@@ -1,0 +1,203 @@
+"""In-process inboxes for channels whose messages one pump reads from Redis.
+
+A pump pops a batch of messages for this process and hands each one to the
+inbox of its channel: straight to a waiting ``receive()`` when there is one,
+else into a bounded queue. Every receiver gets its own copy of a group
+message, so one consumer mutating it cannot change what another sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Inbox", "LocalChannels", "ReceiverGone", "Reporter"]
+
+logger = logging.getLogger("achannels.layers.redis")
+
+Message = dict[str, Any]
+
+# Drops are reported at most this often, with the count since the last report.
+_REPORT_INTERVAL = 60.0
+
+
+class Reporter:
+    """Counts an event and logs it at most once per interval, with the count
+    since the last report, so a storm of them costs one log line a minute."""
+
+    def __init__(self, template: str, interval: float = _REPORT_INTERVAL) -> None:
+        self._template = template
+        self._interval = interval
+        self._count = 0
+        self._reported_at = -interval
+
+    def count(self, amount: int, *args: object) -> None:
+        """Add ``amount`` events; log ``template % (count, *args)`` if due."""
+        self._count += amount
+        now = time.monotonic()
+        if now - self._reported_at >= self._interval:
+            logger.warning(self._template, self._count, *args)
+            self._count = 0
+            self._reported_at = now
+
+
+class ReceiverGone(RuntimeError):
+    """Raised in a waiting ``receive()`` when the layer's connections on its
+    event loop are closed (``close()``, ``close_pools()`` or loop shutdown)."""
+
+
+class Inbox:
+    """Messages for one channel that arrived before anyone asked for them,
+    and the receivers waiting for the next one."""
+
+    __slots__ = ("capacity", "entries", "waiters")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.entries: deque[tuple[float, Message]] = deque()
+        self.waiters: deque[asyncio.Future[Message]] = deque()
+
+    def put(self, message: Message, now: float) -> bool:
+        """Hand ``message`` to a waiter or queue it; return ``False`` when the
+        queue was full and its oldest message was dropped to make room."""
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(message)
+                return True
+        kept = True
+        if len(self.entries) >= self.capacity:
+            # The consumer stopped keeping up: dropping the oldest bounds memory,
+            # as channels_redis does; the drop is counted and logged.
+            self.entries.popleft()
+            kept = False
+        self.entries.append((now, message))
+        return kept
+
+    def take(self, expired_before: float) -> Message | None:
+        """Return the oldest unexpired queued message, or ``None``."""
+        entries = self.entries
+        while entries:
+            arrived, message = entries.popleft()
+            if arrived >= expired_before:
+                return message
+        return None
+
+
+class LocalChannels:
+    """The inboxes of one event loop, keyed by full channel name.
+
+    ``capacity_of(channel)`` sizes each inbox; queued messages older than
+    ``expiry`` seconds are dropped.
+    """
+
+    def __init__(self, capacity_of: Callable[[str], int], expiry: float) -> None:
+        self._capacity_of = capacity_of
+        self._expiry = expiry
+        self._inboxes: dict[str, Inbox] = {}
+        self._closed: str | None = None
+        self._drops = Reporter(
+            "Dropped %d message(s) for channels whose receivers fell behind "
+            "their capacity (latest: %r); raise capacity/channel_capacity or "
+            "make the consumer faster"
+        )
+
+    def waiting(self, channel: str) -> int:
+        """Return how many receivers wait on ``channel`` right now."""
+        inbox = self._inboxes.get(channel)
+        return 0 if inbox is None else len(inbox.waiters)
+
+    def has_waiter(self, channel: str) -> bool:
+        """Return whether some receiver waits on ``channel``."""
+        inbox = self._inboxes.get(channel)
+        return inbox is not None and any(not w.done() for w in inbox.waiters)
+
+    def deliver(self, channel: str, message: Message) -> None:
+        """Give ``message`` to the next receiver of ``channel``."""
+        inbox = self._inboxes.get(channel)
+        if inbox is None:
+            inbox = self._inboxes[channel] = Inbox(self._capacity_of(channel))
+        if not inbox.put(message, time.monotonic()):
+            self._count_drop(channel)
+
+    def push_back(self, channel: str, message: Message) -> None:
+        """Return ``message`` to the front of ``channel``'s queue (a receiver
+        was cancelled right after it was handed the message)."""
+        inbox = self._inboxes.get(channel)
+        if inbox is None:
+            inbox = self._inboxes[channel] = Inbox(self._capacity_of(channel))
+        if not inbox.put(message, time.monotonic()):
+            self._count_drop(channel)
+        elif inbox.entries and inbox.entries[-1][1] is message:
+            inbox.entries.rotate(1)
+
+    async def receive(self, channel: str, on_wait: Callable[[], None]) -> Message:
+        """Return the next message for ``channel``, waiting if there is none.
+
+        ``on_wait`` runs just before the first wait (to start a pump). Raises
+        :class:`ReceiverGone` when the inboxes are closed meanwhile.
+        """
+        if self._closed is not None:
+            raise ReceiverGone(self._closed)
+        inbox = self._inboxes.get(channel)
+        if inbox is None:
+            inbox = self._inboxes[channel] = Inbox(self._capacity_of(channel))
+        else:
+            message = inbox.take(time.monotonic() - self._expiry)
+            if message is not None:
+                self._forget_if_idle(channel, inbox)
+                return message
+        waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        inbox.waiters.append(waiter)
+        on_wait()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                # Handed a message in the same tick we were cancelled: keep it
+                # for the next receiver, or it is lost.
+                self.push_back(channel, waiter.result())
+            raise
+        finally:
+            current = self._inboxes.get(channel)
+            if current is not None:
+                if waiter in current.waiters:
+                    current.waiters.remove(waiter)
+                self._forget_if_idle(channel, current)
+
+    def _forget_if_idle(self, channel: str, inbox: Inbox) -> None:
+        if not inbox.entries and not inbox.waiters:
+            del self._inboxes[channel]
+
+    def sweep(self) -> None:
+        """Drop expired queued messages and forget empty inboxes."""
+        expired_before = time.monotonic() - self._expiry
+        for channel, inbox in list(self._inboxes.items()):
+            entries = inbox.entries
+            while entries and entries[0][0] < expired_before:
+                entries.popleft()
+            if not entries and not any(not w.done() for w in inbox.waiters):
+                del self._inboxes[channel]
+
+    def clear(self) -> None:
+        """Drop every queued message; waiting receivers keep waiting."""
+        for inbox in self._inboxes.values():
+            inbox.entries.clear()
+        self.sweep()
+
+    def close(self, reason: str) -> None:
+        """Fail every waiting receiver with :class:`ReceiverGone`."""
+        self._closed = reason
+        for inbox in self._inboxes.values():
+            for waiter in inbox.waiters:
+                if not waiter.done():
+                    waiter.set_exception(ReceiverGone(reason))
+        self._inboxes.clear()
+
+    def _count_drop(self, channel: str) -> None:
+        self._drops.count(1, channel)

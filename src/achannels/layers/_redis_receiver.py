@@ -1,0 +1,160 @@
+"""Receiving for ``RedisChannelLayer`` on one event loop: pumps into inboxes.
+
+Messages for this process's specific channels all sit in one key per name
+prefix (``<prefix>specific.<client>!``), as in channels_redis; they carry
+their full channel name (or, from ``group_send``, a list of names) in
+``__asgi_channel__``. A pump per server drains that key and the inboxes
+hand each message to its channel's receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ._redis_connection import Lane
+from ._redis_local import LocalChannels, Reporter
+from ._redis_pump import Entry, Pump
+from ._redis_serializer import (
+    DecryptionError,
+    MessageSerializer,
+    local_copy,
+    pack_local,
+)
+
+__all__ = ["RESERVED_KEY", "Receiver"]
+
+Message = dict[str, Any]
+
+#: Carries the target channel name(s) inside a stored message.
+RESERVED_KEY = "__asgi_channel__"
+
+_unreadable = Reporter(
+    "Dropped %d message(s) that could not be read (latest on %r: %s); check "
+    "symmetric_encryption_keys and serializer_format across processes"
+)
+
+
+class Receiver:
+    """The inboxes and pumps of one event loop."""
+
+    def __init__(
+        self,
+        lanes: list[Lane],
+        prefix: str,
+        serializer: MessageSerializer,
+        capacity_of: Callable[[str], int],
+        expiry: float,
+    ) -> None:
+        self._lanes = lanes
+        self._prefix = prefix
+        self._serializer = serializer
+        self._expiry = expiry
+        self.local = LocalChannels(capacity_of, expiry)
+        self._pumps: dict[tuple[int, str], tuple[Pump, asyncio.Task[None]]] = {}
+        self._swept_at = time.monotonic()
+
+    def receiving_locally(self) -> bool:
+        """Return whether a pump reads a process-specific key on this loop."""
+        return any(key.endswith("!") for _, key in self._pumps)
+
+    async def receive_local(self, channel: str, name: str) -> Message:
+        """Return the next message for specific ``channel`` (whose shared part
+        is ``name``), starting its pumps on first use."""
+        return await self.local.receive(channel, lambda: self._start_local(name))
+
+    async def receive_shared(self, channel: str) -> Message:
+        """Return the next message on plain ``channel``, which other
+        processes may read too."""
+        return await self.local.receive(channel, lambda: self._start_shared(channel))
+
+    def _start_local(self, name: str) -> None:
+        key = self._prefix + name
+        # Every server is read, not just the one the name hashes to, because
+        # channels_redis's send() shards specific channels by the full name.
+        for index, lane in enumerate(self._lanes):
+            if (index, key) not in self._pumps:
+                pump = Pump(
+                    lane,
+                    key,
+                    lambda entries: self._deliver(name, entries),
+                    tick=self._tick,
+                    expiry=int(self._expiry),
+                )
+                self._spawn(index, pump)
+
+    def _start_shared(self, channel: str) -> None:
+        key = self._prefix + channel
+        for index, lane in enumerate(self._lanes):
+            running = self._pumps.get((index, key))
+            if running is not None:
+                running[0].wake()
+                continue
+            pump = Pump(
+                lane,
+                key,
+                lambda entries: self._deliver_shared(channel, entries),
+                demand=lambda: self.local.waiting(channel),
+                expiry=int(self._expiry),
+            )
+            self._spawn(index, pump)
+
+    def _spawn(self, index: int, pump: Pump) -> None:
+        # Owned here; cancelled and awaited by aclose().
+        task = asyncio.get_running_loop().create_task(pump.run())
+        self._pumps[index, pump.key] = (pump, task)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now - self._swept_at > min(self._expiry, 30):
+            self._swept_at = now
+            self.local.sweep()
+
+    def _read(self, data: bytes, key: str) -> Message | None:
+        try:
+            return self._serializer.deserialize(data)
+        except (DecryptionError, ValueError) as error:
+            _unreadable.count(1, key, error)
+            return None
+
+    def _deliver(self, name: str, entries: list[Entry]) -> list[Entry]:
+        local = self.local
+        for data, _ in entries:
+            message = self._read(data, self._prefix + name)
+            if message is None:
+                continue
+            target = message.pop(RESERVED_KEY, name)
+            if isinstance(target, str):
+                local.deliver(target, message)
+            elif len(target) == 1:
+                local.deliver(target[0], message)
+            else:
+                # One copy per receiver: a consumer that mutates its message
+                # must not change what the others see.
+                packed = pack_local(message)
+                for channel in target:
+                    local.deliver(channel, local_copy(packed))
+        return []
+
+    def _deliver_shared(self, channel: str, entries: list[Entry]) -> list[Entry]:
+        leftovers = []
+        for entry in entries:
+            if not self.local.has_waiter(channel):
+                leftovers.append(entry)
+                continue
+            message = self._read(entry[0], self._prefix + channel)
+            if message is not None:
+                message.pop(RESERVED_KEY, None)
+                self.local.deliver(channel, message)
+        return leftovers
+
+    async def aclose(self) -> None:
+        """Stop the pumps and fail waiting receivers."""
+        tasks = [task for _, task in self._pumps.values()]
+        self._pumps.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.local.close("The Redis channel layer was closed on this event loop")

@@ -1,0 +1,102 @@
+"""Lua scripts of the Redis channel layer: one round trip per operation.
+
+The keys and values they touch are the ones channels_redis 4.x uses: a
+channel is a sorted set ``<prefix><channel>`` of serialized messages scored
+by send time, a group a sorted set ``<prefix>:group:<group>`` of channel
+names scored by join time. channels_redis issues several commands for each
+operation; these scripts do the same work atomically in one call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from ._redis_connection import Lane
+
+__all__ = [
+    "GROUP_ADD",
+    "GROUP_DELIVER",
+    "GROUP_MEMBERS",
+    "SEND",
+    "Script",
+]
+
+
+class Script:
+    """A Lua script run with EVALSHA, loaded on first use by each server."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
+
+    async def __call__(self, lane: Lane, keys: list[Any], args: list[Any]) -> Any:
+        """Run the script on ``lane``'s server and return its reply."""
+        try:
+            return await lane.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # EVAL both runs the script and caches it for the next EVALSHA.
+            return await lane.execute("EVAL", self.source, len(keys), *keys, *args)
+
+
+#: Drop expired messages, refuse a full channel (reply 0), else add the
+#: message and refresh the key's TTL (reply 1).
+#: KEYS: channel key. ARGV: message, score, expired-before, capacity, expiry.
+SEND = Script(
+    """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[3])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+    return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+)
+
+#: Add a channel to a group and refresh the group's TTL.
+#: KEYS: group key. ARGV: channel, score, group expiry.
+GROUP_ADD = Script(
+    """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+)
+
+#: Drop expired memberships and return the remaining channel names.
+#: KEYS: group key. ARGV: joined-before.
+GROUP_MEMBERS = Script(
+    """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[1])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+)
+
+#: Add one message to each channel key that has room; return the 1-based
+#: indexes of the keys that were full (their channels are skipped).
+#: KEYS: channel keys. ARGV: one message per key, one capacity per key,
+#: then score, expired-before, expiry.
+GROUP_DELIVER = Script(
+    """
+local n = #KEYS
+local score = ARGV[2 * n + 1]
+local expired_before = ARGV[2 * n + 2]
+local expiry = ARGV[2 * n + 3]
+local full = {}
+for i = 1, n do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, expired_before)
+    if redis.call('ZCARD', KEYS[i]) < tonumber(ARGV[n + i]) then
+        redis.call('ZADD', KEYS[i], score, ARGV[i])
+        redis.call('EXPIRE', KEYS[i], expiry)
+    else
+        full[#full + 1] = i
+    end
+end
+return full
+"""
+)

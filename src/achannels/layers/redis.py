@@ -1,0 +1,25 @@
+"""Redis channel layers, configured and stored as channels_redis 4.x's.
+
+``RedisChannelLayer`` keeps messages and groups in sorted sets and survives
+receivers that are briefly away; ``RedisPubSubChannelLayer`` uses Redis
+pub/sub and delivers only to receivers subscribed at the time. Both read and
+write the same keys, channel names and message bytes as channels_redis 4.3,
+so processes running either library share channels and groups.
+
+Configure them as with channels_redis::
+
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "achannels.layers.redis.RedisChannelLayer",
+            "CONFIG": {"hosts": ["redis://127.0.0.1:6379/0"]},
+        }
+    }
+"""
+
+from __future__ import annotations
+
+from ._redis_core import RedisChannelLayer
+
+__all__ = ["RedisChannelLayer"]
+
+RedisChannelLayer.__module__ = __name__
