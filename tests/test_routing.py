@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
 import textwrap
 import uuid
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from achannels._types import ASGIApp, Message, Receive, Scope, Send
+from achannels.layers import InMemoryChannelLayer, channel_layers
 from achannels.middleware import BaseMiddleware
 from achannels.routing import (
     ChannelNameRouter,
@@ -487,10 +490,6 @@ async def run_lifespan(app: ASGIApp, incoming: list[Message]) -> list[Message]:
     return sent
 
 
-@pytest.mark.skipif(
-    not hasattr(importlib.import_module("achannels.layers"), "channel_layers"),
-    reason="achannels.layers.channel_layers is not written yet",
-)
 async def test_protocol_type_router_answers_lifespan_startup_and_shutdown() -> None:
     router = ProtocolTypeRouter({"websocket": endpoint("ws", [])})
     sent = await run_lifespan(
@@ -500,6 +499,38 @@ async def test_protocol_type_router_answers_lifespan_startup_and_shutdown() -> N
         {"type": "lifespan.startup.complete"},
         {"type": "lifespan.shutdown.complete"},
     ]
+
+
+class ClosingLayer(InMemoryChannelLayer):
+    """A user-defined backend that remembers being closed."""
+
+    closed: ClassVar[list[ClosingLayer]] = []
+
+    async def close(self) -> None:
+        ClosingLayer.closed.append(self)
+        await super().close()
+
+
+@pytest.fixture
+def closing_layer() -> Iterator[None]:
+    channel_layers.configure({"default": {"BACKEND": f"{__name__}.ClosingLayer"}})
+    ClosingLayer.closed.clear()
+    yield
+    channel_layers.configure(None)
+
+
+@pytest.mark.usefixtures("closing_layer")
+async def test_lifespan_shutdown_closes_the_channel_layers_built() -> None:
+    layer = channel_layers["default"]
+    await layer.send("c", {"type": "m"})
+    router = ProtocolTypeRouter({"websocket": endpoint("ws", [])})
+    sent = await run_lifespan(
+        router, [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    )
+    assert sent[-1] == {"type": "lifespan.shutdown.complete"}
+    assert ClosingLayer.closed == [layer]
+    # Forgotten: the next lookup builds a fresh layer.
+    assert channel_layers["default"] is not layer
 
 
 async def test_protocol_type_router_uses_a_given_lifespan_application() -> None:
@@ -584,3 +615,81 @@ def test_get_default_application(
         assert got["error"].startswith(expected["error"]), got
     if "no_such_module" in str(settings):
         assert "ModuleNotFoundError" in got["cause"]
+
+
+# --- Differential and property tests ----------------------------------------
+
+
+def run_to_end(app: ASGIApp, scope: Scope) -> None:
+    """Run an app whose endpoints never await, without an event loop."""
+    coroutine = app(scope, never_receive, never_send)
+    try:
+        coroutine.send(None)  # type: ignore[attr-defined]
+    except StopIteration:
+        return
+    raise AssertionError("the application awaited something")
+
+
+ROUTES = [
+    "a/<int:n>/",
+    "a/<str:s>/b/",
+    "<slug:s>/",
+    "p/<path:rest>",
+    "u/<uuid:u>",
+    "x/",
+]
+PATH_CHARS = st.sampled_from([*"ab01/-_.xpu", "6f1c1e6a-2b7a-4f2e-9d3c-1a2b3c4d5e6f"])
+PATHS = st.lists(PATH_CHARS, max_size=8).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(route_=st.sampled_from(ROUTES), path_=PATHS, endpoint_=st.booleans())
+def test_path_matches_exactly_like_django(
+    route_: str, path_: str, endpoint_: bool
+) -> None:
+    from django.urls.resolvers import RoutePattern as DjangoRoutePattern
+
+    from achannels._paths import RoutePattern
+
+    ours = RoutePattern(route_, is_endpoint=endpoint_).match(path_)
+    theirs = DjangoRoutePattern(route_, is_endpoint=endpoint_).match(path_)
+    assert ours == theirs
+
+
+REGEXES = [
+    r"^ab?c/",
+    r"^a\.b/(?P<x>\w+)/$",
+    r"^ws\/chat\/(?P<room>[^/]+)/$",
+    r"^x{2}y",
+    r"^a+b",
+    r"^(?i:a)bc",
+    r"^ab|cd",
+    r"^a*c",
+    r"^[ab]c",
+    r"^a.c",
+    r"^\d+/",
+    r"^a\-b c",
+    r"chat/(\w+)/$",
+    r"^ab(c)?$",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data(), regex=st.sampled_from(REGEXES))
+def test_router_routes_every_path_its_regex_matches(
+    data: st.DataObject, regex: str
+) -> None:
+    # Generated paths are biased towards matches; the router must agree with
+    # the pattern itself (its precomputed literal prefix must never reject).
+    from django.urls.resolvers import RegexPattern as DjangoRegexPattern
+
+    path_ = data.draw(st.one_of(st.from_regex(regex), st.text(max_size=6)))
+    path_ = path_.lstrip("/")
+    expected = DjangoRegexPattern(regex, is_endpoint=True).match(path_) is not None
+    seen: Seen = []
+    router = URLRouter([re_path(regex, endpoint("e", seen))])
+    try:
+        run_to_end(router, {"type": "websocket", "path": path_})
+    except ValueError as exc:
+        assert "No route found" in str(exc)
+    assert bool(seen) == expected

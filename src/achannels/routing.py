@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from achannels._paths import (
     Match,
@@ -211,8 +211,51 @@ def _as_prefix(pattern: Any) -> Any:
     )
 
 
+# Regex syntax that ends a literal run, and quantifiers that make the
+# character before them optional.
+_REGEX_LITERAL = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_-=:@!,;'\"% ~&<>"
+)
+_QUANTIFIERS = frozenset("?*+{")
+
+
+def _literal_prefix(pattern: Any) -> str:
+    """Return text every path matching ``pattern`` starts with ("" if unsure).
+
+    Used to skip routes with one ``str.startswith`` instead of a regex and a
+    Python call each; it must never reject a path the pattern would match.
+    """
+    source: Any = getattr(pattern, "_route", None)
+    if isinstance(source, str) and isinstance(
+        getattr(pattern, "converters", None), dict
+    ):
+        # path() syntax: everything before the first parameter is literal.
+        return source.partition("<")[0]
+    source = getattr(pattern, "_regex", None)
+    if not isinstance(source, str) or not source.startswith("^"):
+        return ""  # unknown pattern, or searched anywhere in the path
+    if "|" in source or "(?" in source:
+        return ""  # alternation or inline flags change what the prefix means
+    prefix: list[str] = []
+    index = 1
+    while index < len(source):
+        char = source[index]
+        if char == "\\" and index + 1 < len(source) and not source[index + 1].isalnum():
+            char = source[index + 1]
+            index += 1
+        elif char not in _REGEX_LITERAL:
+            if char in _QUANTIFIERS and prefix:
+                prefix.pop()
+            break
+        prefix.append(char)
+        index += 1
+    return "".join(prefix)
+
+
 @dataclass(frozen=True)
 class _Route:
+    #: Literal start every matching path has; checked before ``match``.
+    prefix: str
     match: Callable[[str], Match | None]
     app: ASGIApp
     extra_kwargs: dict[str, Any]
@@ -222,13 +265,9 @@ class _Route:
     wraps_router: bool
 
 
-@dataclass
-class _Resolved:
-    app: ASGIApp
-    rest: str
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    wraps_router: bool
+#: A resolved route: application, rest of the path, args, kwargs, and
+#: whether the application is a router behind middleware.
+_Resolved: TypeAlias = "tuple[ASGIApp, str, tuple[Any, ...], dict[str, Any], bool]"
 
 
 class URLRouter:
@@ -269,24 +308,29 @@ class URLRouter:
             or getattr(route, "default_kwargs", None)
             or {}
         )
+        prefix = _literal_prefix(pattern)
         url_patterns = getattr(route, "url_patterns", None)
         if url_patterns is not None:
             # Django include(): its pattern already matches a prefix.
             nested = URLRouter(url_patterns)
-            return _Route(pattern.match, nested, extra_kwargs, nested, False)
+            return _Route(prefix, pattern.match, nested, extra_kwargs, nested, False)
         app = getattr(route, "callback", None)
         if not callable(app):
             raise TypeError(f"Route {route!r} has no ASGI application to route to")
         if isinstance(app, URLRouter):
-            return _Route(_as_prefix(pattern).match, app, extra_kwargs, app, False)
+            match = _as_prefix(pattern).match
+            return _Route(prefix, match, app, extra_kwargs, app, False)
         if _routes_inside(app):
-            return _Route(_as_prefix(pattern).match, app, extra_kwargs, None, True)
-        return _Route(pattern.match, app, extra_kwargs, None, False)
+            match = _as_prefix(pattern).match
+            return _Route(prefix, match, app, extra_kwargs, None, True)
+        return _Route(prefix, pattern.match, app, extra_kwargs, None, False)
 
     def _resolve(self, path: str) -> Iterator[_Resolved]:
         """Yield the matching routes in order, descending into direct routers."""
         path = path.lstrip("/")
         for route in self._routes:
+            if not path.startswith(route.prefix):
+                continue
             found = route.match(path)
             if found is None:
                 continue
@@ -294,15 +338,21 @@ class URLRouter:
             if route.extra_kwargs:
                 kwargs = {**kwargs, **route.extra_kwargs}
             if route.router is None:
-                yield _Resolved(route.app, rest, args, kwargs, route.wraps_router)
+                yield route.app, rest, args, kwargs, route.wraps_router
                 continue
-            for inner in route.router._resolve(rest):
-                yield _Resolved(
-                    inner.app,
-                    inner.rest,
-                    args + inner.args,
-                    {**kwargs, **inner.kwargs},
-                    inner.wraps_router,
+            for (
+                app,
+                inner_rest,
+                inner_args,
+                inner_kwargs,
+                wraps,
+            ) in route.router._resolve(rest):
+                yield (
+                    app,
+                    inner_rest,
+                    args + inner_args,
+                    {**kwargs, **inner_kwargs},
+                    wraps,
                 )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -318,20 +368,17 @@ class URLRouter:
                     raise ValueError(f"No route found for path {path!r}.")
                 path = path[len(root_path) :]
         outer = scope.get("url_route")
-        for resolved in self._resolve(path):
-            args, kwargs = resolved.args, resolved.kwargs
+        for app, rest, args, kwargs, wraps_router in self._resolve(path):
             if outer:
                 args = tuple(outer.get("args", ())) + args
                 kwargs = {**outer.get("kwargs", {}), **kwargs}
             inner_scope = dict(
-                scope,
-                path_remaining=resolved.rest,
-                url_route={"args": args, "kwargs": kwargs},
+                scope, path_remaining=rest, url_route={"args": args, "kwargs": kwargs}
             )
-            if not resolved.wraps_router:
-                return await resolved.app(inner_scope, receive, send)
+            if not wraps_router:
+                return await app(inner_scope, receive, send)
             try:
-                return await resolved.app(inner_scope, receive, send)
+                return await app(inner_scope, receive, send)
             except _NoRouteFound:
                 continue
         if nested:
