@@ -102,16 +102,21 @@ class ChannelLayerManager:
     def __init__(self) -> None:
         #: Built layers by alias.
         self.backends: dict[str, Any] = {}
-        self._config: dict[str, Mapping[str, Any]] = {}
+        self._config: dict[str, Mapping[str, Any]] | None = None
         self._watching_django = False
 
     # Configuration
 
-    def configure(self, config: Mapping[str, Mapping[str, Any]]) -> None:
-        """Use ``config`` (``{alias: {"BACKEND": ..., "CONFIG": {...}}}``) when
-        Django's ``CHANNEL_LAYERS`` is not available, and forget the layers
-        built so far. Raises :class:`~achannels.exceptions.InvalidChannelLayerError`
-        if ``config`` is not a mapping of mappings."""
+    def configure(self, config: Mapping[str, Mapping[str, Any]] | None) -> None:
+        """Use ``config`` (``{alias: {"BACKEND": ..., "CONFIG": {...}}}``) from
+        now on, instead of Django's ``CHANNEL_LAYERS``, and forget the layers
+        built so far; ``None`` goes back to Django's setting. Raises
+        :class:`~achannels.exceptions.InvalidChannelLayerError` if ``config``
+        is not a mapping of mappings."""
+        if config is None:
+            self._config = None
+            self.backends = {}
+            return
         if not isinstance(config, Mapping):
             raise InvalidChannelLayerError(
                 "channel_layers.configure() takes a dict of aliases such as "
@@ -130,10 +135,12 @@ class ChannelLayerManager:
 
     @property
     def configs(self) -> Mapping[str, Mapping[str, Any]]:
-        """The configuration in effect: Django's ``CHANNEL_LAYERS`` or what
-        :meth:`configure` was given."""
+        """The configuration in effect: what :meth:`configure` was given, else
+        Django's ``CHANNEL_LAYERS``, else nothing."""
+        if self._config is not None:
+            return self._config
         layers = _django_layers(self)
-        return self._config if layers is None else layers
+        return {} if layers is None else layers
 
     def _watch_django_settings(self) -> None:
         if self._watching_django:

@@ -39,6 +39,8 @@ __all__ = ["InMemoryChannelLayer"]
 logger = logging.getLogger(__name__)
 
 _LETTERS = string.ascii_letters
+#: How many validated names each layer remembers before starting over.
+_KNOWN_NAMES_LIMIT = 10_000
 
 
 class _Shared:
@@ -85,8 +87,9 @@ class _ChannelQueue:
         self.capacity = capacity
         #: ``(expiry deadline, message)`` oldest first.
         self.messages: deque[tuple[float, Message | _Shared]] = deque()
-        #: Futures of waiting receivers, first come first served.
-        self.waiters: deque[asyncio.Future[Message | _Shared]] = deque()
+        #: Futures of waiting receivers, first come first served; created on
+        #: first wait (most queues never have a waiter).
+        self.waiters: deque[asyncio.Future[Message | _Shared]] | None = None
 
     def qsize(self) -> int:
         return len(self.messages)
@@ -103,7 +106,7 @@ class _ChannelQueue:
     def __repr__(self) -> str:
         return (
             f"<channel queue: {len(self.messages)}/{self.capacity} messages, "
-            f"{len(self.waiters)} waiting>"
+            f"{len(self.waiters or ())} waiting>"
         )
 
     def hand_off(
@@ -112,6 +115,8 @@ class _ChannelQueue:
         """Give ``item`` to the first waiter of ``loop`` and return ``True``;
         return ``False`` when the caller must queue it instead."""
         waiters = self.waiters
+        if waiters is None:
+            return False
         while waiters:
             future = waiters.popleft()
             if future.done():  # cancelled; its receive() has not cleaned up yet
@@ -198,6 +203,24 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._group_check_at = math.inf
         self._full_skipped = 0
         self._full_log_at = -math.inf
+        # Names already validated: the same channel and group names come back
+        # on every message, and a set lookup is cheaper than the regex.
+        self._known_channels: set[str] = set()
+        self._known_groups: set[str] = set()
+
+    def _learn_channel(self, name: object) -> None:
+        self.require_valid_channel_name(name)
+        assert isinstance(name, str)
+        if len(self._known_channels) >= _KNOWN_NAMES_LIMIT:
+            self._known_channels.clear()
+        self._known_channels.add(name)
+
+    def _learn_group(self, name: object) -> None:
+        self.require_valid_group_name(name)
+        assert isinstance(name, str)
+        if len(self._known_groups) >= _KNOWN_NAMES_LIMIT:
+            self._known_groups.clear()
+        self._known_groups.add(name)
 
     # Time and expiry
 
@@ -258,7 +281,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         name, a non-dict message or a value that cannot be copied (naming its
         key), and :class:`~achannels.exceptions.ChannelFull` when the channel
         already holds its capacity of messages."""
-        self.require_valid_channel_name(channel)
+        if channel.__class__ is not str or channel not in self._known_channels:
+            self._learn_channel(channel)
         if message.__class__ is not dict:
             self.require_valid_message(message)
         item, _ = snapshot_message(message)
@@ -291,7 +315,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         cancelled goes back to the front of the channel. Raises
         :class:`TypeError` for an invalid channel name.
         """
-        self.require_valid_channel_name(channel)
+        if channel.__class__ is not str or channel not in self._known_channels:
+            self._learn_channel(channel)
         self._now()
         while True:
             queue = self.channels.get(channel)
@@ -307,6 +332,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
             future: asyncio.Future[Message | _Shared] = (
                 asyncio.get_running_loop().create_future()
             )
+            if queue.waiters is None:
+                queue.waiters = deque()
             queue.waiters.append(future)
             try:
                 item = await future
@@ -330,7 +357,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         reached it after all (the cancellation won the race)."""
         if future.cancelled() or not future.done():
             try:
-                queue.waiters.remove(future)
+                queue.waiters.remove(future)  # type: ignore[union-attr]
             except ValueError:
                 pass  # already skipped by a sender
             if not queue.waiters and not queue.messages:
@@ -425,7 +452,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         own copy when it receives. Raises :class:`TypeError` for an invalid
         group name, a non-dict message or a value that cannot be copied.
         """
-        self.require_valid_group_name(group)
+        if group.__class__ is not str or group not in self._known_groups:
+            self._learn_group(group)
         if message.__class__ is not dict:
             self.require_valid_message(message)
         snapshot, flat = snapshot_message(message)
