@@ -5,11 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, ClassVar
 
 import pytest
 
 from achannels._types import Message, Receive, Scope, Send
+from achannels.exceptions import DenyConnection
+from achannels.generic.http import AsyncHttpConsumer
+from achannels.generic.websocket import AsyncWebsocketConsumer, JsonWebsocketConsumer
+from achannels.layers import channel_layers
+from achannels.routing import ProtocolTypeRouter, URLRouter, path
 from achannels.testing import (
     ApplicationCommunicator,
     HttpCommunicator,
@@ -396,3 +402,136 @@ async def test_http_get_response_times_out() -> None:
     communicator = HttpCommunicator(hang, "GET", "/")
     with pytest.raises(asyncio.TimeoutError):
         await communicator.get_response(timeout=0.05)
+
+
+# --- With consumers -----------------------------------------------------------
+
+
+class RoomConsumer(AsyncWebsocketConsumer):
+    """Joins the room named in the URL; relays frames to the whole room."""
+
+    disconnect_codes: ClassVar[list[int]] = []
+
+    async def connect(self) -> None:
+        self.room = self.scope["url_route"]["kwargs"]["room"]
+        if self.room == "private":
+            raise DenyConnection()
+        if self.room == "teapot":
+            await self.deny(status=418, body=b"short and stout")
+            return
+        await self.channel_layer.group_add(self.room, self.channel_name)  # type: ignore[union-attr]
+        await self.accept(
+            self.scope["subprotocols"][0] if self.scope["subprotocols"] else None
+        )
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None
+    ) -> None:
+        await self.channel_layer.group_send(  # type: ignore[union-attr]
+            self.room, {"type": "room.message", "text": text_data}
+        )
+
+    async def room_message(self, event: Message) -> None:
+        await self.send(text_data=event["text"])
+
+    async def disconnect(self, code: int) -> None:
+        RoomConsumer.disconnect_codes.append(code)
+        if self.room not in ("private", "teapot"):
+            await self.channel_layer.group_discard(self.room, self.channel_name)  # type: ignore[union-attr]
+
+
+class EchoJson(JsonWebsocketConsumer):
+    def receive_json(self, content: Any, **kwargs: Any) -> None:
+        self.send_json({"echo": content, "kind": self.scope["url_route"]["kwargs"]})
+
+
+class Streamer(AsyncHttpConsumer):
+    async def handle(self, body: bytes) -> None:
+        await self.send_headers(status=200, headers=[(b"content-type", b"text/plain")])
+        for part in (b"one,", b"two,", body):
+            await self.send_body(part, more_body=True)
+        await self.send_body(b"")
+
+
+@pytest.fixture
+def in_memory_layer() -> Iterator[None]:
+    channel_layers.configure(
+        {"default": {"BACKEND": "achannels.layers.InMemoryChannelLayer"}}
+    )
+    RoomConsumer.disconnect_codes.clear()
+    yield
+    channel_layers.configure(None)
+
+
+def application() -> ProtocolTypeRouter:
+    return ProtocolTypeRouter(
+        {
+            "websocket": URLRouter(
+                [
+                    path("room/<slug:room>/", RoomConsumer.as_asgi()),
+                    path("json/", EchoJson.as_asgi(), kwargs={"mode": "sync"}),
+                ]
+            ),
+            "http": URLRouter([path("stream/", Streamer.as_asgi())]),
+        }
+    )
+
+
+@pytest.mark.usefixtures("in_memory_layer")
+async def test_group_broadcast_between_two_consumers() -> None:
+    app = application()
+    ann = WebsocketCommunicator(app, "/room/lobby/", subprotocols=["chat"])
+    bob = WebsocketCommunicator(app, "/room/lobby/")
+    assert await ann.connect() == (True, "chat")
+    assert await bob.connect() == (True, None)
+    await ann.send_to(text_data="hi all")
+    assert await ann.receive_from() == "hi all"
+    assert await bob.receive_from() == "hi all"
+    await ann.send_to(text_data="")
+    assert await bob.receive_from() == ""
+    await ann.disconnect(code=4321)
+    await bob.disconnect()
+    assert sorted(RoomConsumer.disconnect_codes) == [1000, 4321]
+
+
+@pytest.mark.usefixtures("in_memory_layer")
+async def test_consumer_denials_read_as_close_code_or_http_status() -> None:
+    app = application()
+    denied = WebsocketCommunicator(app, "/room/private/")
+    assert await denied.connect() == (False, 1000)
+    teapot = WebsocketCommunicator(
+        app, "/room/teapot/", extensions={"websocket.http.response": {}}
+    )
+    assert await teapot.connect() == (False, 418)
+    assert teapot.http_response is not None
+    assert teapot.http_response["body"] == b"short and stout"
+    # Both consumers were told the connection is gone and have ended.
+    assert RoomConsumer.disconnect_codes == [1006, 1006]
+    assert denied.future.done() and teapot.future.done()
+
+
+async def test_sync_json_consumer_round_trip_with_route_kwargs() -> None:
+    communicator = WebsocketCommunicator(application(), "/json/")
+    assert await communicator.connect() == (True, None)
+    await communicator.send_json_to({"n": 1})
+    assert await communicator.receive_json_from() == {
+        "echo": {"n": 1},
+        "kind": {"mode": "sync"},
+    }
+    await communicator.disconnect()
+
+
+async def test_http_consumer_streamed_response_is_joined() -> None:
+    communicator = HttpCommunicator(application(), "POST", "/stream/", body=b"three")
+    assert await communicator.get_response() == {
+        "status": 200,
+        "headers": [(b"content-type", b"text/plain")],
+        "body": b"one,two,three",
+    }
+    assert communicator.future.done()
+
+
+async def test_unrouted_path_raises_from_connect() -> None:
+    communicator = WebsocketCommunicator(application(), "/nowhere/")
+    with pytest.raises(ValueError, match="No route found for path 'nowhere/'"):
+        await communicator.connect()

@@ -74,8 +74,9 @@ async def _answer_lifespan(scope: Scope, receive: Receive, send: Send) -> None:
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:
-                layers = importlib.import_module("achannels.layers")
-                await layers.channel_layers.aclose()
+                from achannels.layers import channel_layers
+
+                await channel_layers.aclose()
             except Exception as exc:
                 await send(
                     {
