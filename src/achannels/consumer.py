@@ -9,13 +9,14 @@ from typing import Any, ClassVar
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext, async_to_sync
 
 from . import DEFAULT_CHANNEL_LAYER
+from ._concurrency import CONCURRENT_MARK, HandlerPool, concurrent
 from ._dispatch import dispatch_in_order
 from ._django import close_old_connections
 from ._types import ChannelLayerProtocol, Message, Receive, Scope, Send
 from .exceptions import StopConsumer
 from .layers import get_channel_layer
 
-__all__ = ["AsyncConsumer", "SyncConsumer", "get_handler_name"]
+__all__ = ["AsyncConsumer", "SyncConsumer", "concurrent", "get_handler_name"]
 
 
 def get_handler_name(message: Message) -> str:
@@ -58,10 +59,32 @@ class AsyncConsumer:
     Unlike Channels 4.2+, dispatching a message never hops to a thread to
     close database connections; use ``database_sync_to_async`` for ORM work,
     which does that cleanup in its own thread.
+
+    Beyond Channels: handlers decorated with ``@concurrent`` run beside the
+    in-order loop, at most ``max_concurrent_handlers`` at a time, and are
+    cancelled when the consumer ends.
     """
 
     _sync: ClassVar[bool] = False
     channel_layer_alias: ClassVar[str] = DEFAULT_CHANNEL_LAYER
+    #: Cap on ``@concurrent`` handlers running at once for one connection.
+    max_concurrent_handlers: ClassVar[int] = 10
+    # Names of the @concurrent handlers, found once per class, not per message.
+    _concurrent_handlers: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._concurrent_handlers = frozenset(
+            name
+            for name in dir(cls)
+            if not name.startswith("_")
+            and getattr(getattr(cls, name, None), CONCURRENT_MARK, False)
+        )
+        if cls._concurrent_handlers and cls._sync:
+            raise TypeError(
+                f"{cls.__qualname__}: @concurrent handlers need an async consumer; "
+                f"found {sorted(cls._concurrent_handlers)}"
+            )
 
     scope: Scope
     channel_layer: ChannelLayerProtocol | None
@@ -73,6 +96,7 @@ class AsyncConsumer:
         # Channels' generic consumers accept and ignore init arguments; keep
         # that so `as_asgi(**initkwargs)` works with consumers written for it.
         self.channel_layer = None
+        self._handler_pool: HandlerPool | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the consumer for one connection until it stops."""
@@ -94,14 +118,25 @@ class AsyncConsumer:
     async def _run(self, sources: list[Callable[[], Awaitable[Message]]]) -> None:
         """Dispatch until a handler raises; subclasses wrap this to add
         connection-level cleanup."""
-        await dispatch_in_order(sources, self.dispatch)
+        if not self._concurrent_handlers:
+            await dispatch_in_order(sources, self.dispatch)
+            return
+        self._handler_pool = pool = HandlerPool(self.max_concurrent_handlers)
+        try:
+            await dispatch_in_order([*sources, pool.first_failure], self.dispatch)
+        finally:
+            await pool.aclose()
 
     async def dispatch(self, message: Message) -> None:
         """Call the handler for ``message``; ``ValueError`` if there is none."""
-        handler = getattr(self, get_handler_name(message), None)
+        name = get_handler_name(message)
+        handler = getattr(self, name, None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        if self._handler_pool is not None and name in self._concurrent_handlers:
+            await self._handler_pool.start(handler, message)
+        else:
+            await handler(message)
 
     async def send(self, message: Message) -> None:
         """Send an ASGI event to the client (overridable)."""

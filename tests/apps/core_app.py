@@ -6,6 +6,7 @@ import logging
 import sys
 
 from achannels.consumer import AsyncConsumer
+from achannels.exceptions import StopConsumer
 from achannels.generic.http import AsyncHttpConsumer
 from achannels.generic.websocket import (
     AsyncJsonWebsocketConsumer,
@@ -19,11 +20,12 @@ channel_layers.configure(
     {"default": {"BACKEND": "achannels.layers.InMemoryChannelLayer"}}
 )
 
-# The tests read what consumers report from the server's output.
-logging.basicConfig(
-    stream=sys.stdout, level=logging.INFO, format="%(name)s %(message)s"
-)
+# The tests read what consumers report from the server's output. Only this
+# logger prints there, so server logs are not duplicated through the root.
 report = logging.getLogger("core_app")
+report.setLevel(logging.INFO)
+report.addHandler(logging.StreamHandler(sys.stdout))
+report.propagate = False
 
 SUPPORTED_SUBPROTOCOLS = ("chat.v2", "chat.v1")
 
@@ -48,7 +50,7 @@ class EchoConsumer(AsyncWebsocketConsumer):
             await self.send(bytes_data=bytes_data)
 
     async def disconnect(self, code: int) -> None:
-        report.info("echo disconnect code=%s", code)
+        report.info("core_app echo disconnect code=%s", code)
 
 
 class SyncEchoConsumer(WebsocketConsumer):
@@ -98,7 +100,7 @@ class BoomConsumer(AsyncWebsocketConsumer):
         raise RuntimeError(f"boom: {text_data}")
 
     async def disconnect(self, code: int) -> None:
-        report.info("boom disconnect code=%s", code)
+        report.info("core_app boom disconnect code=%s", code)
 
 
 class StreamConsumer(AsyncHttpConsumer):
@@ -115,6 +117,7 @@ class HelloConsumer(AsyncConsumer):
     async def http_request(self, message: dict[str, object]) -> None:
         await self.send({"type": "http.response.start", "status": 200, "headers": []})
         await self.send({"type": "http.response.body", "body": b"hello"})
+        raise StopConsumer()
 
 
 application = ProtocolTypeRouter(

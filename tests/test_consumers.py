@@ -1,0 +1,537 @@
+"""Consumer behaviour through the test communicators (no server)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from achannels.consumer import AsyncConsumer, SyncConsumer, concurrent, get_handler_name
+from achannels.exceptions import AcceptConnection, DenyConnection, StopConsumer
+from achannels.generic.http import AsyncHttpConsumer
+from achannels.generic.websocket import (
+    AsyncJsonWebsocketConsumer,
+    AsyncWebsocketConsumer,
+    JsonWebsocketConsumer,
+    WebsocketConsumer,
+)
+from achannels.layers import InMemoryChannelLayer, channel_layers
+from achannels.testing import (
+    ApplicationCommunicator,
+    HttpCommunicator,
+    WebsocketCommunicator,
+)
+
+
+@pytest.fixture
+def layer() -> Iterator[InMemoryChannelLayer]:
+    """A fresh in-memory layer as the default alias for one test."""
+    fresh = InMemoryChannelLayer()
+    previous = channel_layers.set("default", fresh)
+    try:
+        yield fresh
+    finally:
+        if previous is None:
+            channel_layers.backends.pop("default", None)
+        else:
+            channel_layers.set("default", previous)
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ({"type": "chat.message"}, "chat_message"),
+        ({"type": "websocket.receive"}, "websocket_receive"),
+    ],
+)
+def test_handler_name_replaces_dots(message: dict[str, Any], expected: str) -> None:
+    assert get_handler_name(message) == expected
+
+
+@pytest.mark.parametrize(
+    ("message", "fragment"),
+    [
+        ({}, "no 'type'"),
+        ({"type": "_private.call"}, "leading underscore"),
+        ({"type": ".x"}, "leading underscore"),
+        ({"type": 3}, "int 'type'"),
+        (["type", "x"], "list"),
+    ],
+)
+def test_handler_name_rejects_bad_messages(message: Any, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        get_handler_name(message)
+
+
+def test_as_asgi_carries_class_and_initkwargs() -> None:
+    class Named(AsyncWebsocketConsumer):
+        """Docs of Named."""
+
+    app = Named.as_asgi(greeting="hi")
+    assert app.consumer_class is Named  # type: ignore[attr-defined]
+    assert app.consumer_initkwargs == {"greeting": "hi"}  # type: ignore[attr-defined]
+    assert app.__name__ == "Named"
+    assert app.__doc__ == "Docs of Named."
+
+
+async def test_one_instance_per_connection() -> None:
+    instances: list[int] = []
+
+    class Counting(AsyncWebsocketConsumer):
+        async def connect(self) -> None:
+            instances.append(id(self))
+            await self.accept()
+
+    app = Counting.as_asgi()
+    for _ in range(2):
+        communicator = WebsocketCommunicator(app, "/")
+        assert await communicator.connect() == (True, None)
+        await communicator.disconnect()
+    assert len(set(instances)) == 2
+
+
+async def test_unknown_message_type_is_value_error() -> None:
+    class Plain(AsyncConsumer):
+        pass
+
+    communicator = ApplicationCommunicator(Plain.as_asgi(), {"type": "websocket"})
+    await communicator.send_input({"type": "never.handled"})
+    with pytest.raises(ValueError, match=r"No handler for message type never\.handled"):
+        await communicator.wait()
+
+
+async def test_stop_consumer_ends_cleanly() -> None:
+    class Stopper(AsyncConsumer):
+        async def websocket_connect(self, message: dict[str, Any]) -> None:
+            raise StopConsumer()
+
+    communicator = ApplicationCommunicator(Stopper.as_asgi(), {"type": "websocket"})
+    await communicator.send_input({"type": "websocket.connect"})
+    await communicator.wait()
+
+
+async def test_accept_and_deny_connection_exceptions() -> None:
+    class Accepting(AsyncWebsocketConsumer):
+        async def connect(self) -> None:
+            raise AcceptConnection()
+
+    class Denying(AsyncWebsocketConsumer):
+        async def connect(self) -> None:
+            raise DenyConnection()
+
+    accepted = WebsocketCommunicator(Accepting.as_asgi(), "/")
+    assert await accepted.connect() == (True, None)
+    await accepted.disconnect()
+    denied = WebsocketCommunicator(Denying.as_asgi(), "/")
+    assert await denied.connect() == (False, 1000)
+
+
+async def test_accept_with_subprotocol_and_headers() -> None:
+    class Picky(AsyncWebsocketConsumer):
+        async def connect(self) -> None:
+            await self.accept("v2", headers=[(b"x-greeting", b"hello")])
+
+    communicator = WebsocketCommunicator(
+        Picky.as_asgi(), "/", subprotocols=["v1", "v2"]
+    )
+    assert await communicator.connect() == (True, "v2")
+    assert communicator.response_headers == [(b"x-greeting", b"hello")]
+    await communicator.disconnect()
+
+
+async def test_deny_uses_http_response_when_supported() -> None:
+    class Refusing(AsyncWebsocketConsumer):
+        async def connect(self) -> None:
+            await self.deny(
+                401, b"log in first", headers=[(b"www-authenticate", b"Bearer")]
+            )
+
+    supported = WebsocketCommunicator(
+        Refusing.as_asgi(), "/", extensions={"websocket.http.response": {}}
+    )
+    assert await supported.connect() == (False, 401)
+    assert supported.http_response is not None
+    assert supported.http_response["body"] == b"log in first"
+    assert (b"www-authenticate", b"Bearer") in supported.http_response["headers"]
+    unsupported = WebsocketCommunicator(Refusing.as_asgi(), "/")
+    assert await unsupported.connect() == (False, 1000)
+
+
+async def test_empty_text_frame_is_a_frame() -> None:
+    received: list[Any] = []
+
+    class Recording(AsyncWebsocketConsumer):
+        async def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            received.append((text_data, bytes_data))
+            await self.send(text_data=text_data, bytes_data=bytes_data)
+
+    communicator = WebsocketCommunicator(Recording.as_asgi(), "/")
+    await communicator.connect()
+    await communicator.send_to(text_data="")
+    assert await communicator.receive_from() == ""
+    await communicator.send_to(bytes_data=b"")
+    assert await communicator.receive_from() == b""
+    assert received == [("", None), (None, b"")]
+    await communicator.disconnect()
+
+
+async def test_send_requires_text_or_bytes() -> None:
+    class Empty(AsyncWebsocketConsumer):
+        async def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            await self.send()
+
+    communicator = WebsocketCommunicator(Empty.as_asgi(), "/")
+    await communicator.connect()
+    await communicator.send_to(text_data="x")
+    assert await communicator.receive_output() == {
+        "type": "websocket.close",
+        "code": 1011,
+    }
+    with pytest.raises(ValueError, match="one of bytes_data or text_data"):
+        await communicator.wait()
+
+
+async def test_send_with_close_code() -> None:
+    class Closing(AsyncWebsocketConsumer):
+        async def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            await self.send(text_data="bye", close=4100)
+
+    communicator = WebsocketCommunicator(Closing.as_asgi(), "/")
+    await communicator.connect()
+    await communicator.send_to(text_data="x")
+    assert await communicator.receive_from() == "bye"
+    assert await communicator.receive_output() == {
+        "type": "websocket.close",
+        "code": 4100,
+    }
+    await communicator.disconnect()
+
+
+async def test_json_consumer_round_trip_and_1007_on_bad_json() -> None:
+    class Json(AsyncJsonWebsocketConsumer):
+        async def receive_json(self, content: Any, **kwargs: Any) -> None:
+            await self.send_json({"got": content})
+
+    communicator = WebsocketCommunicator(Json.as_asgi(), "/")
+    await communicator.connect()
+    await communicator.send_json_to({"a": [1, 2]})
+    assert await communicator.receive_json_from() == {"got": {"a": [1, 2]}}
+    await communicator.send_to(text_data="{not json")
+    assert await communicator.receive_output() == {
+        "type": "websocket.close",
+        "code": 1007,
+    }
+    with pytest.raises(ValueError):
+        await communicator.wait()
+
+
+async def test_json_consumer_rejects_binary_frame_with_1007() -> None:
+    class Json(AsyncJsonWebsocketConsumer):
+        pass
+
+    communicator = WebsocketCommunicator(Json.as_asgi(), "/")
+    await communicator.connect()
+    await communicator.send_to(bytes_data=b"{}")
+    assert await communicator.receive_output() == {
+        "type": "websocket.close",
+        "code": 1007,
+    }
+    with pytest.raises(ValueError, match="No text section"):
+        await communicator.wait()
+
+
+async def test_sync_json_consumer_round_trip() -> None:
+    class Json(JsonWebsocketConsumer):
+        def receive_json(self, content: Any, **kwargs: Any) -> None:
+            self.send_json(content * 2)
+
+    communicator = WebsocketCommunicator(Json.as_asgi(), "/")
+    await communicator.connect()
+    await communicator.send_json_to("ab")
+    assert await communicator.receive_json_from() == "abab"
+    await communicator.disconnect()
+
+
+async def test_oversize_frame_closes_1009() -> None:
+    class Small(AsyncWebsocketConsumer):
+        max_message_size = 8
+
+        async def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            await self.send(text_data="ok")
+
+    communicator = WebsocketCommunicator(Small.as_asgi(), "/")
+    await communicator.connect()
+    await communicator.send_to(text_data="12345678")
+    assert await communicator.receive_from() == "ok"
+    await communicator.send_to(bytes_data=b"123456789")
+    assert await communicator.receive_output() == {
+        "type": "websocket.close",
+        "code": 1009,
+    }
+    await communicator.disconnect()
+
+
+async def test_handler_error_closes_1011_and_disconnect_still_runs() -> None:
+    codes: list[int] = []
+
+    class Failing(AsyncWebsocketConsumer):
+        async def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            raise RuntimeError("handler failed")
+
+        async def disconnect(self, code: int) -> None:
+            codes.append(code)
+
+    communicator = WebsocketCommunicator(Failing.as_asgi(), "/")
+    await communicator.connect()
+    await communicator.send_to(text_data="x")
+    assert await communicator.receive_output() == {
+        "type": "websocket.close",
+        "code": 1011,
+    }
+    with pytest.raises(RuntimeError, match="handler failed"):
+        await communicator.wait()
+    assert codes == [1011]
+
+
+async def test_disconnect_runs_once_on_client_close() -> None:
+    codes: list[int] = []
+
+    class Recording(AsyncWebsocketConsumer):
+        async def disconnect(self, code: int) -> None:
+            codes.append(code)
+
+    communicator = WebsocketCommunicator(Recording.as_asgi(), "/")
+    await communicator.connect()
+    await communicator.disconnect(4005)
+    assert codes == [4005]
+
+
+async def test_sends_after_close_are_dropped() -> None:
+    class Chatty(AsyncWebsocketConsumer):
+        async def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            await self.close(4000)
+            await self.send(text_data="too late")
+
+    communicator = WebsocketCommunicator(Chatty.as_asgi(), "/")
+    await communicator.connect()
+    await communicator.send_to(text_data="x")
+    assert await communicator.receive_output() == {
+        "type": "websocket.close",
+        "code": 4000,
+    }
+    assert await communicator.receive_nothing()
+    await communicator.disconnect()
+
+
+async def test_groups_attribute_joins_and_leaves(layer: InMemoryChannelLayer) -> None:
+    class Grouped(AsyncWebsocketConsumer):
+        groups = ["news"]
+
+        async def news_flash(self, event: dict[str, Any]) -> None:
+            await self.send(text_data=event["text"])
+
+    communicator = WebsocketCommunicator(Grouped.as_asgi(), "/")
+    await communicator.connect()
+    await layer.group_send("news", {"type": "news.flash", "text": "extra!"})
+    assert await communicator.receive_from() == "extra!"
+    await communicator.disconnect()
+    assert "news" not in layer.groups or not layer.groups["news"]
+
+
+async def test_groups_without_layer_is_clear_error() -> None:
+    class Grouped(AsyncWebsocketConsumer):
+        groups = ["news"]
+        channel_layer_alias = "no-such-alias"
+
+    communicator = WebsocketCommunicator(Grouped.as_asgi(), "/")
+    with pytest.raises(Exception, match="BACKEND is unconfigured"):
+        await communicator.connect()
+
+
+async def test_client_and_layer_messages_never_overlap(
+    layer: InMemoryChannelLayer,
+) -> None:
+    active = 0
+    overlaps = 0
+    seen: list[str] = []
+
+    class Serial(AsyncWebsocketConsumer):
+        async def connect(self) -> None:
+            await self.accept()
+            await self.send(text_data=self.channel_name)
+
+        async def _work(self, label: str) -> None:
+            nonlocal active, overlaps
+            active += 1
+            overlaps += active > 1
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            seen.append(label)
+            active -= 1
+
+        async def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            await self._work(f"client {text_data}")
+
+        async def layer_note(self, event: dict[str, Any]) -> None:
+            await self._work(f"layer {event['n']}")
+            if event["n"] == 9:
+                await self.send(text_data="done")
+
+    communicator = WebsocketCommunicator(Serial.as_asgi(), "/")
+    await communicator.connect()
+    channel = await communicator.receive_from()
+    for n in range(10):
+        await communicator.send_to(text_data=str(n))
+        await layer.send(str(channel), {"type": "layer.note", "n": n})
+    assert await communicator.receive_from() == "done"
+    await communicator.disconnect()
+    assert overlaps == 0
+    assert [s for s in seen if s.startswith("client")] == [
+        f"client {n}" for n in range(10)
+    ]
+    assert [s for s in seen if s.startswith("layer")] == [
+        f"layer {n}" for n in range(10)
+    ]
+
+
+async def test_concurrent_handler_does_not_block_later_frames() -> None:
+    release = asyncio.Event()
+
+    class Mixed(AsyncWebsocketConsumer):
+        max_concurrent_handlers = 2
+
+        async def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            if text_data == "slow":
+                await self.dispatch({"type": "slow.job"})
+            else:
+                await self.send(text_data=f"fast {text_data}")
+
+        @concurrent
+        async def slow_job(self, event: dict[str, Any]) -> None:
+            await release.wait()
+            await self.send(text_data="slow done")
+
+    communicator = WebsocketCommunicator(Mixed.as_asgi(), "/")
+    await communicator.connect()
+    await communicator.send_to(text_data="slow")
+    await communicator.send_to(text_data="1")
+    assert await communicator.receive_from() == "fast 1"
+    release.set()
+    assert await communicator.receive_from() == "slow done"
+    await communicator.disconnect()
+
+
+async def test_concurrent_handlers_are_cancelled_on_disconnect() -> None:
+    cancelled = asyncio.Event()
+
+    class Lingering(AsyncWebsocketConsumer):
+        async def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            await self.dispatch({"type": "forever"})
+            await self.send(text_data="started")
+
+        @concurrent
+        async def forever(self, event: dict[str, Any]) -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                cancelled.set()
+
+    communicator = WebsocketCommunicator(Lingering.as_asgi(), "/")
+    await communicator.connect()
+    await communicator.send_to(text_data="go")
+    assert await communicator.receive_from() == "started"
+    await communicator.disconnect()
+    await asyncio.wait_for(cancelled.wait(), 1)
+
+
+def test_concurrent_rejects_sync_consumers() -> None:
+    with pytest.raises(TypeError, match="async"):
+
+        class Bad(SyncConsumer):
+            @concurrent  # type: ignore[type-var]
+            def handler(self, message: dict[str, Any]) -> None: ...
+
+
+async def test_sync_consumers_do_not_share_one_thread() -> None:
+    both_inside = threading.Barrier(2, timeout=5)
+
+    class Blocking(WebsocketConsumer):
+        def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            # Two connections' handlers block here together; with one shared
+            # thread (Channels) the barrier would time out.
+            both_inside.wait()
+            self.send(text_data="passed")
+
+    first = WebsocketCommunicator(Blocking.as_asgi(), "/")
+    second = WebsocketCommunicator(Blocking.as_asgi(), "/")
+    await first.connect()
+    await second.connect()
+    await first.send_to(text_data="x")
+    await second.send_to(text_data="x")
+    assert await first.receive_from(timeout=5) == "passed"
+    assert await second.receive_from(timeout=5) == "passed"
+    await first.disconnect()
+    await second.disconnect()
+
+
+async def test_http_consumer_gathers_body_and_streams() -> None:
+    disconnects = 0
+
+    class Upper(AsyncHttpConsumer):
+        async def handle(self, body: bytes) -> None:
+            await self.send_headers(
+                status=201, headers={b"content-type": b"text/plain"}
+            )
+            await self.send_body(body.upper()[:3], more_body=True)
+            await self.send_body(body.upper()[3:])
+
+        async def disconnect(self) -> None:
+            nonlocal disconnects
+            disconnects += 1
+
+    communicator = HttpCommunicator(Upper.as_asgi(), "POST", "/", body=b"abcdef")
+    response = await communicator.get_response()
+    assert response["status"] == 201
+    assert response["body"] == b"ABCDEF"
+    assert response["headers"] == [(b"content-type", b"text/plain")]
+    assert disconnects == 1
+
+
+async def test_http_consumer_without_handle_is_not_implemented() -> None:
+    communicator = HttpCommunicator(AsyncHttpConsumer.as_asgi(), "GET", "/")
+    with pytest.raises(NotImplementedError):
+        await communicator.get_response()
+
+
+async def test_send_body_rejects_text() -> None:
+    class Wrong(AsyncHttpConsumer):
+        async def handle(self, body: bytes) -> None:
+            await self.send_headers()
+            await self.send_body("text")  # type: ignore[arg-type]
+
+    communicator = HttpCommunicator(Wrong.as_asgi(), "GET", "/")
+    with pytest.raises(TypeError, match="Body must be bytes, got str"):
+        await communicator.get_response()
