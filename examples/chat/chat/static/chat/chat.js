@@ -20,10 +20,11 @@ function storeName(name) {
 }
 
 // Stable colour per person.
+const HUES = [250, 330, 15, 40, 145, 185, 205, 280, 100, 355];
 function hue(name) {
-  let h = 2166136261;
+  let h = 2166136261; // FNV-1a: similar names still land far apart
   for (const ch of name) h = Math.imul(h ^ ch.codePointAt(0), 16777619) >>> 0;
-  return Math.round((h % 64) * 137.508) % 360; // golden angle: neighbours differ
+  return HUES[h % HUES.length];
 }
 function avatar(name) {
   const node = el("span", "avatar", [...name][0] || "?");
@@ -107,6 +108,7 @@ function room() {
 
   function setStatus(state, text) {
     status.dataset.state = state;
+    document.body.dataset.state = state;
     statusText.textContent = text;
     retry.hidden = !(state === "reconnecting" || state === "offline");
     const usable = state === "connected";
