@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol, TypeAlias
 
 __all__ = [
@@ -19,7 +19,6 @@ __all__ = [
     "RegexPattern",
     "RoutePattern",
     "URLPattern",
-    "get_converters",
     "register_converter",
 ]
 
@@ -107,11 +106,6 @@ def register_converter(converter: type[Converter] | Converter, type_name: str) -
             "a converter needs a 'regex' string, 'to_python' and 'to_url'"
         )
     _CONVERTERS[type_name] = instance
-
-
-def get_converters() -> Mapping[str, Converter]:
-    """Return the converters ``path()`` currently knows, by type name."""
-    return dict(_CONVERTERS)
 
 
 # Same grammar as Django's: ``<name>`` or ``<converter:name>``.
