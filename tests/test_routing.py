@@ -693,3 +693,44 @@ def test_router_routes_every_path_its_regex_matches(
     except ValueError as exc:
         assert "No route found" in str(exc)
     assert bool(seen) == expected
+
+
+TRANSLATED_ROUTE = """
+import asyncio, json
+import django
+from django.conf import settings
+settings.configure(USE_I18N=True, LANGUAGE_CODE="en")
+django.setup()
+from django.urls import path
+from django.utils import translation
+from django.utils.functional import lazy
+from achannels.routing import URLRouter
+
+WORDS = {"en": "chat/", "fr": "discussion/"}
+route = lazy(lambda: WORDS[translation.get_language()[:2]], str)()
+seen = []
+
+async def app(scope, receive, send):
+    seen.append(scope["path"])
+
+async def main():
+    router = URLRouter([path(route, app)])
+    await router({"type": "websocket", "path": "/chat/"}, None, None)
+    with translation.override("fr"):
+        await router({"type": "websocket", "path": "/discussion/"}, None, None)
+
+asyncio.run(main())
+print(json.dumps(seen))
+"""
+
+
+def test_lazily_translated_django_route_matches_in_the_active_language() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(TRANSLATED_ROUTE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["/chat/", "/discussion/"]

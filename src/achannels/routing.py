@@ -212,8 +212,8 @@ def _as_prefix(pattern: Any) -> Any:
     )
 
 
-# Regex syntax that ends a literal run, and quantifiers that make the
-# character before them optional.
+# Characters that stand for themselves in a regex (outside a class), and
+# quantifiers that make the character before them optional.
 _REGEX_LITERAL = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_-=:@!,;'\"% ~&<>"
 )
@@ -227,11 +227,10 @@ def _literal_prefix(pattern: Any) -> str:
     Python call each; it must never reject a path the pattern would match.
     """
     source: Any = getattr(pattern, "_route", None)
-    if isinstance(source, str) and isinstance(
-        getattr(pattern, "converters", None), dict
-    ):
-        # path() syntax: everything before the first parameter is literal.
-        return source.partition("<")[0]
+    if source is not None:
+        # path() syntax: everything before the first parameter is literal. A
+        # lazily translated route (not a str) varies with the language.
+        return source.partition("<")[0] if isinstance(source, str) else ""
     source = getattr(pattern, "_regex", None)
     if not isinstance(source, str) or not source.startswith("^"):
         return ""  # unknown pattern, or searched anywhere in the path
