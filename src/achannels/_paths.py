@@ -19,6 +19,8 @@ __all__ = [
     "RegexPattern",
     "RoutePattern",
     "URLPattern",
+    "literal_prefix",
+    "prefix_pattern",
     "register_converter",
 ]
 
@@ -268,3 +270,64 @@ class URLPattern:
 
     def __repr__(self) -> str:
         return f"<URLPattern {self.pattern!s} {self.callback!r}>"
+
+
+def prefix_pattern(pattern: Any) -> Any:
+    """Return a copy of ``pattern`` that matches a prefix; never mutates it."""
+    if isinstance(pattern, (RoutePattern, RegexPattern)):
+        return pattern.as_prefix()
+    # A pattern not of ours comes from Django, which is therefore imported.
+    from django.urls.resolvers import RegexPattern as DjangoRegex
+    from django.urls.resolvers import RoutePattern as DjangoRoute
+
+    # Django keeps the source in private attributes that its stubs omit
+    # (Channels reads them too); ``source`` stays untyped for that.
+    source: Any = pattern
+    if isinstance(pattern, DjangoRoute):
+        return DjangoRoute(source._route, pattern.name, is_endpoint=False)
+    if isinstance(pattern, DjangoRegex):
+        return DjangoRegex(source._regex, pattern.name, is_endpoint=False)
+    raise TypeError(
+        f"Unsupported pattern type {type(pattern).__name__} in front of a nested "
+        "router: use path() or re_path()"
+    )
+
+
+# Characters that stand for themselves in a regex (outside a class), and
+# quantifiers that make the character before them optional.
+_REGEX_LITERAL = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_-=:@!,;'\"% ~&<>"
+)
+_QUANTIFIERS = frozenset("?*+{")
+
+
+def literal_prefix(pattern: Any) -> str:
+    """Return text every path matching ``pattern`` starts with ("" if unsure).
+
+    Used to skip routes with one ``str.startswith`` instead of a regex and a
+    Python call each; it must never reject a path the pattern would match.
+    """
+    source: Any = getattr(pattern, "_route", None)
+    if source is not None:
+        # path() syntax: everything before the first parameter is literal. A
+        # lazily translated route (not a str) varies with the language.
+        return source.partition("<")[0] if isinstance(source, str) else ""
+    source = getattr(pattern, "_regex", None)
+    if not isinstance(source, str) or not source.startswith("^"):
+        return ""  # unknown pattern, or searched anywhere in the path
+    if "|" in source or "(?" in source:
+        return ""  # alternation or inline flags change what the prefix means
+    prefix: list[str] = []
+    index = 1
+    while index < len(source):
+        char = source[index]
+        if char == "\\" and index + 1 < len(source) and not source[index + 1].isalnum():
+            char = source[index + 1]
+            index += 1
+        elif char not in _REGEX_LITERAL:
+            if char in _QUANTIFIERS and prefix:
+                prefix.pop()
+            break
+        prefix.append(char)
+        index += 1
+    return "".join(prefix)

@@ -18,6 +18,8 @@ from achannels._paths import (
     RegexPattern,
     RoutePattern,
     URLPattern,
+    literal_prefix,
+    prefix_pattern,
     register_converter,
 )
 from achannels._types import ASGIApp, Receive, Scope, Send
@@ -191,67 +193,6 @@ def _routes_inside(app: object) -> bool:
     return False
 
 
-def _as_prefix(pattern: Any) -> Any:
-    """Return a copy of ``pattern`` that matches a prefix; never mutates it."""
-    if isinstance(pattern, (RoutePattern, RegexPattern)):
-        return pattern.as_prefix()
-    # A pattern not of ours comes from Django, which is therefore imported.
-    from django.urls.resolvers import RegexPattern as DjangoRegex
-    from django.urls.resolvers import RoutePattern as DjangoRoute
-
-    # Django keeps the source in private attributes that its stubs omit
-    # (Channels reads them too); ``source`` stays untyped for that.
-    source: Any = pattern
-    if isinstance(pattern, DjangoRoute):
-        return DjangoRoute(source._route, pattern.name, is_endpoint=False)
-    if isinstance(pattern, DjangoRegex):
-        return DjangoRegex(source._regex, pattern.name, is_endpoint=False)
-    raise TypeError(
-        f"Unsupported pattern type {type(pattern).__name__} in front of a nested "
-        "router: use path() or re_path()"
-    )
-
-
-# Characters that stand for themselves in a regex (outside a class), and
-# quantifiers that make the character before them optional.
-_REGEX_LITERAL = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_-=:@!,;'\"% ~&<>"
-)
-_QUANTIFIERS = frozenset("?*+{")
-
-
-def _literal_prefix(pattern: Any) -> str:
-    """Return text every path matching ``pattern`` starts with ("" if unsure).
-
-    Used to skip routes with one ``str.startswith`` instead of a regex and a
-    Python call each; it must never reject a path the pattern would match.
-    """
-    source: Any = getattr(pattern, "_route", None)
-    if source is not None:
-        # path() syntax: everything before the first parameter is literal. A
-        # lazily translated route (not a str) varies with the language.
-        return source.partition("<")[0] if isinstance(source, str) else ""
-    source = getattr(pattern, "_regex", None)
-    if not isinstance(source, str) or not source.startswith("^"):
-        return ""  # unknown pattern, or searched anywhere in the path
-    if "|" in source or "(?" in source:
-        return ""  # alternation or inline flags change what the prefix means
-    prefix: list[str] = []
-    index = 1
-    while index < len(source):
-        char = source[index]
-        if char == "\\" and index + 1 < len(source) and not source[index + 1].isalnum():
-            char = source[index + 1]
-            index += 1
-        elif char not in _REGEX_LITERAL:
-            if char in _QUANTIFIERS and prefix:
-                prefix.pop()
-            break
-        prefix.append(char)
-        index += 1
-    return "".join(prefix)
-
-
 @dataclass(frozen=True)
 class _Route:
     #: Literal start every matching path has; checked before ``match``.
@@ -308,7 +249,7 @@ class URLRouter:
             or getattr(route, "default_kwargs", None)
             or {}
         )
-        prefix = _literal_prefix(pattern)
+        prefix = literal_prefix(pattern)
         url_patterns = getattr(route, "url_patterns", None)
         if url_patterns is not None:
             # Django include(): its pattern already matches a prefix.
@@ -318,10 +259,10 @@ class URLRouter:
         if not callable(app):
             raise TypeError(f"Route {route!r} has no ASGI application to route to")
         if isinstance(app, URLRouter):
-            match = _as_prefix(pattern).match
+            match = prefix_pattern(pattern).match
             return _Route(prefix, match, app, extra_kwargs, app, False)
         if _routes_inside(app):
-            match = _as_prefix(pattern).match
+            match = prefix_pattern(pattern).match
             return _Route(prefix, match, app, extra_kwargs, None, True)
         return _Route(prefix, pattern.match, app, extra_kwargs, None, False)
 
