@@ -734,3 +734,28 @@ def test_lazily_translated_django_route_matches_in_the_active_language() -> None
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == ["/chat/", "/discussion/"]
+
+
+class ForeignPattern:
+    """A pattern object from neither achannels nor Django."""
+
+    def match(self, path_: str) -> tuple[str, tuple[Any, ...], dict[str, Any]] | None:
+        return (path_, (), {}) if path_.startswith("f/") else None
+
+
+class ForeignRoute:
+    def __init__(self, callback: ASGIApp) -> None:
+        self.pattern = ForeignPattern()
+        self.callback = callback
+
+
+def test_unknown_pattern_type_in_front_of_nested_router_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="Unsupported pattern type ForeignPattern"):
+        URLRouter([ForeignRoute(URLRouter([]))])
+
+
+async def test_unknown_pattern_type_in_front_of_an_endpoint_is_used_as_is() -> None:
+    seen: Seen = []
+    router = URLRouter([ForeignRoute(endpoint("f", seen))])
+    await router({"type": "websocket", "path": "/f/x"}, never_receive, never_send)
+    assert seen[0][1]["path_remaining"] == "f/x"

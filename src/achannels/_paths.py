@@ -9,6 +9,7 @@ without Django installed or configured.
 from __future__ import annotations
 
 import re
+import sys
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, TypeAlias
@@ -276,17 +277,19 @@ def prefix_pattern(pattern: Any) -> Any:
     """Return a copy of ``pattern`` that matches a prefix; never mutates it."""
     if isinstance(pattern, (RoutePattern, RegexPattern)):
         return pattern.as_prefix()
-    # A pattern not of ours comes from Django, which is therefore imported.
-    from django.urls.resolvers import RegexPattern as DjangoRegex
-    from django.urls.resolvers import RoutePattern as DjangoRoute
-
-    # Django keeps the source in private attributes that its stubs omit
-    # (Channels reads them too); ``source`` stays untyped for that.
-    source: Any = pattern
-    if isinstance(pattern, DjangoRoute):
-        return DjangoRoute(source._route, pattern.name, is_endpoint=False)
-    if isinstance(pattern, DjangoRegex):
-        return DjangoRegex(source._regex, pattern.name, is_endpoint=False)
+    # Another pattern can only be Django's if Django is already imported.
+    resolvers: Any = sys.modules.get("django.urls.resolvers")
+    if resolvers is not None:
+        # Django keeps the source in private attributes (Channels reads
+        # them too); a Django pattern is rebuilt, not mutated.
+        if isinstance(pattern, resolvers.RoutePattern):
+            return resolvers.RoutePattern(
+                pattern._route, pattern.name, is_endpoint=False
+            )
+        if isinstance(pattern, resolvers.RegexPattern):
+            return resolvers.RegexPattern(
+                pattern._regex, pattern.name, is_endpoint=False
+            )
     raise TypeError(
         f"Unsupported pattern type {type(pattern).__name__} in front of a nested "
         "router: use path() or re_path()"
