@@ -266,8 +266,7 @@ class RedisChannelLayer(BaseChannelLayer):
             return
         # One stored message per key, naming every member channel behind it.
         by_name: dict[str, list[str]] = {}
-        for member in members:
-            channel = member.decode("utf8")
+        for channel in members.decode("utf8").split("\n"):
             bang = channel.find("!")
             name = channel if bang < 0 else channel[: bang + 1]
             by_name.setdefault(name, []).append(channel)

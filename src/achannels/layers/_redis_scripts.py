@@ -68,12 +68,14 @@ return 1
 """
 )
 
-#: Drop expired memberships and return the remaining channel names.
+#: Drop expired memberships and return the remaining channel names joined
+#: by newlines (channel names cannot contain one): one bulk string parses
+#: much faster than an array of a thousand.
 #: KEYS: group key. ARGV: joined-before.
 GROUP_MEMBERS = Script(
     """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[1])
-return redis.call('ZRANGE', KEYS[1], 0, -1)
+return table.concat(redis.call('ZRANGE', KEYS[1], 0, -1), '\\n')
 """
 )
 

@@ -19,7 +19,9 @@ Configure them as with channels_redis::
 from __future__ import annotations
 
 from ._redis_core import RedisChannelLayer
+from ._redis_pubsub import RedisPubSubChannelLayer
 
-__all__ = ["RedisChannelLayer"]
+__all__ = ["RedisChannelLayer", "RedisPubSubChannelLayer"]
 
 RedisChannelLayer.__module__ = __name__
+RedisPubSubChannelLayer.__module__ = __name__

@@ -1,0 +1,267 @@
+"""``RedisPubSubChannelLayer``: channels and groups as Redis pub/sub channels.
+
+Channel names, group channel names (``<prefix>__group__<group>``), sharding
+and message bytes are channels_redis 4.3's, so processes running either
+library exchange messages. A message reaches only receivers subscribed when
+it is published; nothing is stored in Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import sys
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ._base import BaseChannelLayer
+from ._redis_connection import Lane
+from ._redis_hosts import consistent_hash, decode_hosts
+from ._redis_local import LocalChannels, Reporter
+from ._redis_loops import PerLoop
+from ._redis_pubsub_shard import Subscriber
+from ._redis_serializer import (
+    MAX_MESSAGE_SIZE,
+    DecryptionError,
+    MessageSerializer,
+    local_copy,
+    pack_local,
+)
+
+__all__ = ["RedisPubSubChannelLayer"]
+
+logger = logging.getLogger("achannels.layers.redis")
+
+Message = dict[str, Any]
+
+# Options of channels_redis's core layer that its pub/sub layer accepts and
+# ignores; configs are often copied between the two.
+_CORE_ONLY = {"group_expiry", "random_prefix_length", "channel_capacity"}
+
+_unreadable = Reporter(
+    "Dropped %d pub/sub message(s) that could not be read (latest on %r: %s); "
+    "check symmetric_encryption_keys and serializer_format across processes"
+)
+
+
+class _LoopState:
+    """One event loop's connections, subscriptions and inboxes."""
+
+    def __init__(self, layer: RedisPubSubChannelLayer) -> None:
+        self.layer = layer
+        self.lanes = [Lane(host) for host in layer.hosts]
+        self.subscribers = [
+            Subscriber(lane, self.on_message, layer.on_disconnect, layer.on_reconnect)
+            for lane in self.lanes
+        ]
+        self.local = LocalChannels(lambda _: layer._inbox_capacity, layer._inbox_expiry)
+        #: Channels that exist in this process (made or received on here).
+        self.channels: set[str] = set()
+        #: Group channel name to the local channels in the group.
+        self.groups: dict[str, set[str]] = {}
+
+    def subscriber(self, name: str) -> Subscriber:
+        return self.subscribers[consistent_hash(name, len(self.subscribers))]
+
+    def on_message(self, name: str, data: bytes) -> None:
+        direct = name in self.channels
+        members = None if direct else self.groups.get(name)
+        if not direct and not members:
+            return
+        try:
+            message = self.layer._serializer.deserialize(data)
+        except (DecryptionError, ValueError) as error:
+            _unreadable.count(1, name, error)
+            return
+        if members is None:
+            self.local.deliver(name, message)
+        elif len(members) == 1:
+            self.local.deliver(next(iter(members)), message)
+        else:
+            # One copy per receiver, so one consumer's mutation stays its own.
+            packed = pack_local(message)
+            for channel in members:
+                self.local.deliver(channel, local_copy(packed))
+
+    async def aclose(self) -> None:
+        for subscriber in self.subscribers:
+            await subscriber.aclose()
+        self.local.close("The Redis pub/sub channel layer was flushed or closed")
+        for lane in self.lanes:
+            await lane.aclose()
+
+
+class RedisPubSubChannelLayer(BaseChannelLayer):
+    """A channel layer on Redis pub/sub, configured as channels_redis 4.x's.
+
+    Options: ``hosts`` (as for :class:`RedisChannelLayer`), ``prefix``,
+    ``on_disconnect`` / ``on_reconnect`` (callables, plain or async, run when
+    a subscription connection drops and is restored),
+    ``symmetric_encryption_keys`` and ``serializer_format``. ``capacity`` and
+    ``expiry``, which channels_redis ignores here, bound the messages waiting
+    in this process for a slow receiver when given.
+
+    Differences users notice: subscriptions survive a Redis restart; group
+    membership and subscription are confirmed by Redis before ``group_add``
+    and ``new_channel`` return; while Redis is unreachable they raise
+    :class:`redis.exceptions.ConnectionError` instead of hanging.
+    """
+
+    extensions = ["groups", "flush"]
+
+    def __init__(
+        self,
+        hosts: Iterable[Any] | None = None,
+        prefix: str = "asgi",
+        on_disconnect: Callable[[], Any] | None = None,
+        on_reconnect: Callable[[], Any] | None = None,
+        symmetric_encryption_keys: Iterable[str | bytes] | None = None,
+        serializer_format: str = "msgpack",
+        expiry: float | None = None,
+        capacity: int | None = None,
+        max_message_size: int = MAX_MESSAGE_SIZE,
+        **ignored: Any,
+    ) -> None:
+        super().__init__(expiry=expiry or 60, capacity=capacity or 100)
+        unknown = set(ignored) - _CORE_ONLY
+        if unknown:
+            logger.warning(
+                "RedisPubSubChannelLayer ignores unknown option(s) %s",
+                ", ".join(sorted(unknown)),
+            )
+        self.prefix = prefix
+        self.hosts = decode_hosts(hosts)
+        self.on_disconnect = on_disconnect
+        self.on_reconnect = on_reconnect
+        self._inbox_capacity = capacity if capacity is not None else sys.maxsize
+        self._inbox_expiry = expiry if expiry is not None else math.inf
+        self._serializer = MessageSerializer(
+            serializer_format,
+            symmetric_encryption_keys=symmetric_encryption_keys,
+            max_message_size=max_message_size,
+        )
+        self._states: PerLoop[_LoopState] = PerLoop(
+            lambda: _LoopState(self), _LoopState.aclose
+        )
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}(hosts={self.hosts})"
+
+    def serialize(self, message: Message) -> bytes:
+        """Return ``message`` as channels_redis would publish it."""
+        return self._serializer.serialize(message)
+
+    def deserialize(self, data: bytes) -> Message:
+        """Return the message published as ``data``."""
+        return self._serializer.deserialize(data)
+
+    def _group_channel(self, group: str) -> str:
+        return f"{self.prefix}__group__{group}"
+
+    async def _publish(self, name: str, message: Message) -> None:
+        self.require_valid_message(message)
+        data = self._serializer.serialize(message)
+        state = self._states.get()
+        lane = state.lanes[consistent_hash(name, len(state.lanes))]
+        await lane.execute("PUBLISH", name, data)
+
+    async def send(self, channel: str, message: Message) -> None:
+        """Publish ``message`` on ``channel``; lost if nobody is subscribed.
+
+        Raises :class:`TypeError` for an invalid name or unserializable value
+        (naming the key), :class:`~achannels.exceptions.MessageTooLarge`, and
+        :class:`redis.exceptions.ConnectionError` while Redis is unreachable.
+        """
+        self.require_valid_channel_name(channel)
+        await self._publish(channel, message)
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        """Return a new channel name, already subscribed in this process."""
+        channel = f"{self.prefix}{prefix}{uuid.uuid4().hex}"
+        await self._subscribe_channel(self._states.get(), channel)
+        return channel
+
+    async def _subscribe_channel(self, state: _LoopState, channel: str) -> None:
+        state.channels.add(channel)
+        try:
+            await state.subscriber(channel).subscribe(channel)
+        except BaseException:
+            state.channels.discard(channel)
+            raise
+
+    async def receive(self, channel: str) -> Message:
+        """Return the next message published on ``channel``, subscribing
+        first if needed. Cancelling the receive unsubscribes the channel
+        (as channels_redis does: a consumer that stops receiving is gone)."""
+        self.require_valid_channel_name(channel)
+        state = self._states.get()
+        if channel not in state.channels:
+            await self._subscribe_channel(state, channel)
+        try:
+            return await state.local.receive(channel, _nothing)
+        except asyncio.CancelledError:
+            if channel in state.channels and not state.local.waiting(channel):
+                state.channels.discard(channel)
+                state.subscriber(channel).unsubscribe(channel)
+            raise
+
+    async def group_add(self, group: str, channel: str) -> None:
+        """Add ``channel`` (a channel of this process) to ``group``.
+
+        Raises :class:`RuntimeError` for a channel not made or received on in
+        this process, as channels_redis does.
+        """
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        state = self._states.get()
+        if channel not in state.channels:
+            raise RuntimeError(
+                "You can only call group_add() on channels that exist "
+                f"in-process: {channel!r} was not made by new_channel() here. "
+                f"Use self.channel_layer.group_add({group!r}, self.channel_name)"
+            )
+        name = self._group_channel(group)
+        members = state.groups.setdefault(name, set())
+        members.add(channel)
+        try:
+            await state.subscriber(name).subscribe(name)
+        except BaseException:
+            members.discard(channel)
+            if not members:
+                state.groups.pop(name, None)
+            raise
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        """Remove ``channel`` from ``group``; no error if it is not a member."""
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        state = self._states.get()
+        name = self._group_channel(group)
+        members = state.groups.get(name)
+        if members is None or channel not in members:
+            return
+        members.discard(channel)
+        if not members:
+            del state.groups[name]
+            state.subscriber(name).unsubscribe(name)
+
+    async def group_send(self, group: str, message: Message) -> None:
+        """Publish ``message`` to every process subscribed to ``group``."""
+        self.require_valid_group_name(group)
+        await self._publish(self._group_channel(group), message)
+
+    async def flush(self) -> None:
+        """Forget every channel and group of this event loop and close its
+        connections; the layer stays usable. Waiting receivers get
+        :class:`~achannels.layers._redis_local.ReceiverGone`."""
+        await self._states.aclose_current()
+
+    async def close(self) -> None:
+        """Close this event loop's connections (same as :meth:`flush`)."""
+        await self._states.aclose_current()
+
+
+def _nothing() -> None:
+    """Nothing to start before waiting: the subscription delivers."""

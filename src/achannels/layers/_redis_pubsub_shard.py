@@ -1,0 +1,226 @@
+"""One Redis server's subscriptions for ``RedisPubSubChannelLayer``.
+
+A :class:`Subscriber` owns one subscribed connection and the task reading
+it. It remembers every channel it should be subscribed to, so when the
+connection drops it reconnects with backoff and subscribes to all of them
+again (channels_redis 4.3 loses them). ``subscribe()`` returns once Redis
+confirmed the subscription, so a message published right after it is not
+missed, and fails with a clear error while Redis is unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from ._redis_connection import CONNECTION_ERRORS, Backoff, Lane, pack_command
+
+__all__ = ["Subscriber"]
+
+logger = logging.getLogger("achannels.layers.redis")
+
+# A subscriber waits this long for Redis to (re)connect or confirm.
+_CONFIRM_TIMEOUT = 5.0
+# Silent for this long: PING; silent for twice as long: the link is dead
+# (a black-holed network sends no reset).
+_HEALTH_INTERVAL = 15.0
+
+
+class Subscriber:
+    """Subscriptions to one server; ``on_message(channel, data)`` gets each
+    published message. ``on_disconnect`` / ``on_reconnect`` (plain or async
+    callables without arguments) run when the link drops and comes back."""
+
+    def __init__(
+        self,
+        lane: Lane,
+        on_message: Callable[[str, bytes], None],
+        on_disconnect: Callable[[], Any] | None = None,
+        on_reconnect: Callable[[], Any] | None = None,
+    ) -> None:
+        self._lane = lane
+        self._on_message = on_message
+        self._on_disconnect = on_disconnect
+        self._on_reconnect = on_reconnect
+        self.wanted: set[str] = set()
+        self._connection: AbstractConnection | None = None
+        self._connected = asyncio.Event()
+        self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._heard_at = time.monotonic()
+        self._pinged = False
+
+    async def subscribe(self, name: str) -> None:
+        """Subscribe to ``name`` and return once Redis confirmed it.
+
+        Raises :class:`redis.exceptions.ConnectionError` when Redis cannot be
+        reached within a few seconds.
+        """
+        if name in self.wanted:
+            return
+        self.wanted.add(name)
+        try:
+            await self._wait_connected()
+            confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._confirmations.setdefault(name, []).append(confirmed)
+            await self._send("SUBSCRIBE", name)
+            # After a reconnect the reader subscribes again and confirms.
+            await asyncio.wait_for(asyncio.shield(confirmed), _CONFIRM_TIMEOUT)
+        except asyncio.TimeoutError:
+            self.wanted.discard(name)
+            raise RedisConnectionError(
+                f"Redis at {self._lane.description} did not confirm the "
+                f"subscription to {name!r} within {_CONFIRM_TIMEOUT:g}s"
+            ) from None
+        except BaseException:
+            self.wanted.discard(name)
+            raise
+
+    def unsubscribe(self, name: str) -> None:
+        """Stop receiving ``name``; the UNSUBSCRIBE is sent in the background."""
+        if name not in self.wanted:
+            return
+        self.wanted.discard(name)
+        if self._connected.is_set():
+            self._spawn(self._send_quietly("UNSUBSCRIBE", name))
+
+    async def _wait_connected(self) -> None:
+        if self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(self._run())
+        if not self._connected.is_set():
+            try:
+                await asyncio.wait_for(self._connected.wait(), _CONFIRM_TIMEOUT)
+            except asyncio.TimeoutError:
+                raise RedisConnectionError(
+                    f"Redis at {self._lane.description} is unreachable: cannot "
+                    "subscribe"
+                ) from None
+
+    async def _send(self, *args: Any) -> None:
+        connection = self._connection
+        if connection is None or not connection.is_connected:
+            raise RedisConnectionError(
+                f"Lost the subscription connection to {self._lane.description}"
+            )
+        await connection.send_packed_command(pack_command(*args), check_health=False)
+
+    async def _send_quietly(self, *args: Any) -> None:
+        try:
+            await self._send(*args)
+        except CONNECTION_ERRORS:
+            pass  # A reconnect subscribes only to what is still wanted.
+
+    def _spawn(self, coroutine: Any) -> None:
+        # Owned by this subscriber; cancelled and awaited by aclose().
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self) -> None:
+        backoff = Backoff(base=0.1, cap=5.0)
+        while True:
+            connection = self._lane.new_connection()
+            try:
+                await self._lane.connect(connection)
+                if self.wanted:
+                    await connection.send_packed_command(
+                        pack_command("SUBSCRIBE", *sorted(self.wanted)),
+                        check_health=False,
+                    )
+                self._connection = connection
+                self._connected.set()
+                if backoff.failures:
+                    logger.info(
+                        "Reconnected to Redis at %s; subscribed again to %d channel(s)",
+                        self._lane.description,
+                        len(self.wanted),
+                    )
+                    await self._call(self._on_reconnect)
+                backoff.reset()
+                watchdog = asyncio.get_running_loop().create_task(
+                    self._watch(connection)
+                )
+                try:
+                    await self._read(connection)
+                finally:
+                    watchdog.cancel()
+                    await asyncio.gather(watchdog, return_exceptions=True)
+            except CONNECTION_ERRORS as error:
+                self._connected.clear()
+                self._connection = None
+                await self._lane.discard(connection)
+                if backoff.failures == 0:
+                    logger.warning(
+                        "Lost the subscription connection to Redis at %s (%s); "
+                        "reconnecting",
+                        self._lane.description,
+                        error,
+                    )
+                    await self._call(self._on_disconnect)
+                await asyncio.sleep(backoff.next_delay())
+            except BaseException:
+                self._connected.clear()
+                self._connection = None
+                await asyncio.shield(self._lane.discard(connection))
+                raise
+
+    async def _read(self, connection: AbstractConnection) -> None:
+        while True:
+            reply = await connection.read_response()
+            self._heard_at = time.monotonic()
+            self._pinged = False
+            kind = reply[0]
+            if kind == b"message":
+                self._on_message(reply[1].decode("utf-8"), reply[2])
+            elif kind == b"subscribe":
+                for waiter in self._confirmations.pop(reply[1].decode("utf-8"), ()):
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    async def _watch(self, connection: AbstractConnection) -> None:
+        while True:
+            await asyncio.sleep(_HEALTH_INTERVAL)
+            if time.monotonic() - self._heard_at < _HEALTH_INTERVAL:
+                continue
+            if self._pinged:
+                logger.warning(
+                    "Redis at %s stopped answering; reconnecting",
+                    self._lane.description,
+                )
+                await connection.disconnect(nowait=True)
+                return
+            self._pinged = True
+            await self._send_quietly("PING")
+
+    async def _call(self, callback: Callable[[], Any] | None) -> None:
+        if callback is None:
+            return
+        try:
+            result = callback()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("on_disconnect/on_reconnect callback failed")
+
+    async def aclose(self) -> None:
+        """Stop reading and close the connection; subscriptions are dropped."""
+        self.wanted.clear()
+        tasks = [*self._tasks]
+        if self._reader is not None:
+            tasks.append(self._reader)
+            self._reader = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for waiters in self._confirmations.values():
+            for waiter in waiters:
+                waiter.cancel()
+        self._confirmations.clear()
