@@ -106,7 +106,7 @@ async def test_pending_messages_show_in_channels(layer: InMemoryChannelLayer) ->
     assert "a" in layer.channels
     assert len(layer.channels) == 1
     queue = layer.channels["a"]
-    assert len(queue) == queue.qsize() == 2
+    assert queue.qsize() == 2
     assert not queue.empty()
     assert not queue.full()
 
@@ -511,7 +511,7 @@ async def test_expired_put_back_message_still_expires(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert len(layer.channels["c"]) == 1
+    assert layer.channels["c"].qsize() == 1
     clock.advance(10)
     await layer.send("other", {"type": "m"})
     assert "c" not in layer.channels
@@ -526,7 +526,7 @@ async def test_two_receivers_on_one_channel_lose_nothing(
     # Channels 4.3 drops the second receiver's queue when the first empties it.
     first = asyncio.ensure_future(receive_within(layer, "shared"))
     second = asyncio.ensure_future(receive_within(layer, "shared"))
-    await until(lambda: len(layer.channels.get("shared", ())) == 0)
+    await until(lambda: "shared" in layer.channels)
     await asyncio.sleep(0)
     await layer.send("shared", {"type": "m", "n": 1})
     assert await first == {"type": "m", "n": 1}
@@ -687,7 +687,7 @@ def test_one_layer_serves_event_loops_one_after_another() -> None:
 
     async def receive() -> dict[str, Any]:
         waiting = asyncio.ensure_future(receive_within(layer, "c"))
-        await until(lambda: len(layer.channels.get("c", ())) == 0)
+        await until(lambda: "c" in layer.channels)
         await layer.group_send("g", {"type": "m", "n": 2})
         first = await receive_within(layer, "c")
         return {"first": first, "second": await waiting}
@@ -741,3 +741,37 @@ async def test_receiver_on_another_threads_loop_is_woken() -> None:
     await layer.send("x", {"type": "cross"})
     await asyncio.to_thread(thread.join, DEADLINE)
     assert result == {"message": {"type": "cross"}}
+
+
+async def test_cross_thread_receiver_cancelled_before_delivery_loses_nothing() -> None:
+    layer = make_layer()
+    blocked = threading.Event()
+    sent = threading.Event()
+
+    def run_receiver() -> None:
+        async def receive_then_cancel() -> None:
+            task = asyncio.ensure_future(layer.receive("x"))
+            await until(lambda: "x" in layer.channels)
+
+            def block_then_cancel() -> None:
+                # Hold this loop while the other thread sends, so that the
+                # delivery is queued behind the cancellation.
+                blocked.set()
+                sent.wait(DEADLINE)
+                task.cancel()
+
+            asyncio.get_running_loop().call_soon(block_then_cancel)
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(receive_then_cancel())
+
+    thread = threading.Thread(target=run_receiver)
+    thread.start()
+    assert await asyncio.to_thread(blocked.wait, DEADLINE)
+    await layer.send("x", {"type": "m"})
+    sent.set()
+    await asyncio.to_thread(thread.join, DEADLINE)
+    assert not thread.is_alive()
+    assert await receive_within(layer, "x") == {"type": "m"}
+    assert not layer.channels

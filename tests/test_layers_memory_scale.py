@@ -154,7 +154,7 @@ async def test_full_channels_bound_memory_without_expiry() -> None:
         except ChannelFull:
             full += 1
     assert full == 200_000 - 100 * 100
-    assert sum(len(queue) for queue in layer.channels.values()) == 100 * 100
+    assert sum(queue.qsize() for queue in layer.channels.values()) == 100 * 100
 
 
 async def test_concurrent_receivers_under_load_lose_nothing() -> None:

@@ -58,27 +58,20 @@ class _Shared:
         return copy_message(self.message, self.flat)
 
 
-#: Resolves a waiter whose event loop runs in another thread: the message
-#: stays queued and the woken receiver takes it from the queue itself.
-_WAKE = _Shared({}, True)
-
-
 def _own(item: Message | _Shared) -> Message:
     """Return the receiver's own message for a queued item."""
     return item.take() if isinstance(item, _Shared) else item
-
-
-def _wake(future: asyncio.Future[Message | _Shared]) -> None:
-    if not future.done():
-        future.set_result(_WAKE)
 
 
 class _ChannelQueue:
     """Pending messages of one channel and the receivers waiting on it.
 
     ``layer.channels[name]`` is one of these. Like the ``asyncio.Queue``
-    Channels keeps there, it has ``qsize()``, ``empty()`` and ``full()``,
-    and ``len()`` counts pending messages.
+    Channels keeps there, it has ``qsize()``, ``empty()`` and ``full()``.
+
+    It never holds pending messages and waiting receivers at once: a
+    receiver only waits on an empty queue, and a message only queues when
+    nobody waits.
     """
 
     __slots__ = ("capacity", "messages", "waiters")
@@ -100,38 +93,11 @@ class _ChannelQueue:
     def full(self) -> bool:
         return len(self.messages) >= self.capacity
 
-    def __len__(self) -> int:
-        return len(self.messages)
-
     def __repr__(self) -> str:
         return (
             f"<channel queue: {len(self.messages)}/{self.capacity} messages, "
             f"{len(self.waiters or ())} waiting>"
         )
-
-    def hand_off(
-        self, item: Message | _Shared, loop: asyncio.AbstractEventLoop
-    ) -> bool:
-        """Give ``item`` to the first waiter of ``loop`` and return ``True``;
-        return ``False`` when the caller must queue it instead."""
-        waiters = self.waiters
-        if waiters is None:
-            return False
-        while waiters:
-            future = waiters.popleft()
-            if future.done():  # cancelled; its receive() has not cleaned up yet
-                continue
-            owner = future.get_loop()
-            if owner is loop:
-                future.set_result(item)
-                return True
-            if owner.is_closed():  # a receive() abandoned with its loop
-                continue
-            # A loop in another thread: futures are not thread-safe, so that
-            # loop wakes its receiver, which takes the message from the queue.
-            owner.call_soon_threadsafe(_wake, future)
-            return False
-        return False
 
 
 class InMemoryChannelLayer(BaseChannelLayer):
@@ -290,10 +256,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         queue = self.channels.get(channel)
         if queue is None:
             queue = self.channels[channel] = _ChannelQueue(self.get_capacity(channel))
-        elif (
-            queue.waiters
-            and not queue.messages
-            and queue.hand_off(item, asyncio.get_running_loop())
+        elif queue.waiters and self._hand_off(
+            channel, queue, item, asyncio.get_running_loop()
         ):
             return
         if len(queue.messages) >= queue.capacity:
@@ -318,65 +282,99 @@ class InMemoryChannelLayer(BaseChannelLayer):
         if channel.__class__ is not str or channel not in self._known_channels:
             self._learn_channel(channel)
         self._now()
-        while True:
-            queue = self.channels.get(channel)
-            if queue is None:
-                queue = self.channels[channel] = _ChannelQueue(
-                    self.get_capacity(channel)
-                )
-            elif queue.messages:
-                _, item = queue.messages.popleft()
-                if not queue.messages and not queue.waiters:
-                    del self.channels[channel]
-                return _own(item)
-            future: asyncio.Future[Message | _Shared] = (
-                asyncio.get_running_loop().create_future()
-            )
-            if queue.waiters is None:
-                queue.waiters = deque()
-            queue.waiters.append(future)
-            try:
-                item = await future
-            except asyncio.CancelledError:
-                self._abandon(channel, queue, future)
-                raise
-            if not queue.waiters and not queue.messages:
-                if self.channels.get(channel) is queue:
-                    del self.channels[channel]
-            if item is not _WAKE:
-                return _own(item)
-            # Woken from another thread: take the queued message on next turn.
+        queue = self.channels.get(channel)
+        if queue is None:
+            queue = self.channels[channel] = _ChannelQueue(self.get_capacity(channel))
+        elif queue.messages:
+            _, item = queue.messages.popleft()
+            if not queue.messages and not queue.waiters:
+                del self.channels[channel]
+            return _own(item)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Message | _Shared] = loop.create_future()
+        if queue.waiters is None:
+            queue.waiters = deque()
+        queue.waiters.append(future)
+        try:
+            item = await future
+        except asyncio.CancelledError:
+            if future.cancelled() or not future.done():
+                waiters = queue.waiters
+                if future in waiters:  # else a sender already skipped it
+                    waiters.remove(future)
+                if not waiters and not queue.messages:
+                    if self.channels.get(channel) is queue:
+                        del self.channels[channel]
+            else:
+                # The message arrived as the cancellation did: it was never
+                # received, so it goes back for the next receiver.
+                self._put_back(channel, future.result(), loop)
+            raise
+        if not queue.waiters and not queue.messages:
+            if self.channels.get(channel) is queue:
+                del self.channels[channel]
+        return _own(item)
 
-    def _abandon(
+    def _hand_off(
         self,
         channel: str,
         queue: _ChannelQueue,
+        item: Message | _Shared,
+        loop: asyncio.AbstractEventLoop,
+    ) -> bool:
+        """Give ``item`` to the first live waiter of ``queue`` and return
+        ``True``; return ``False`` (the caller queues it) if nobody waits.
+
+        Only call it while ``queue`` holds no message, or order breaks.
+        """
+        waiters = queue.waiters
+        assert waiters is not None
+        while waiters:
+            future = waiters.popleft()
+            if future.done():  # cancelled; its receive() has not cleaned up yet
+                continue
+            owner = future.get_loop()
+            if owner is loop:
+                future.set_result(item)
+                return True
+            if owner.is_closed():  # a receive() abandoned with its loop
+                continue
+            # A loop in another thread: futures are not thread-safe, so the
+            # message travels to that loop, which resolves its own future.
+            owner.call_soon_threadsafe(self._deliver, channel, future, item)
+            return True
+        return False
+
+    def _deliver(
+        self,
+        channel: str,
         future: asyncio.Future[Message | _Shared],
+        item: Message | _Shared,
     ) -> None:
-        """Undo a cancelled wait: drop the waiter, and pass on a message that
-        reached it after all (the cancellation won the race)."""
-        if future.cancelled() or not future.done():
-            try:
-                queue.waiters.remove(future)  # type: ignore[union-attr]
-            except ValueError:
-                pass  # already skipped by a sender
-            if not queue.waiters and not queue.messages:
-                if self.channels.get(channel) is queue:
-                    del self.channels[channel]
-            return
-        # The channel may have been dropped meanwhile (flush): revive it.
-        queue = self.channels.setdefault(channel, queue)
-        item = future.result()
-        if item is not _WAKE:
-            # Back to the front, with a fresh expiry: it was never received.
-            deadline = self._clock() + self.expiry
-            queue.messages.appendleft((deadline, item))
-            self._schedule(channel, deadline)
-        # A wake-up or message meant for this receiver goes to the next one.
-        if queue.messages and queue.waiters:
-            deadline, item = queue.messages.popleft()
-            if not queue.hand_off(item, future.get_loop()):
-                queue.messages.appendleft((deadline, item))
+        """Resolve a waiter in its own loop's thread, or put the message back
+        if its receive() was cancelled in the meantime."""
+        if future.done():
+            self._put_back(channel, item, future.get_loop())
+        else:
+            future.set_result(item)
+
+    def _put_back(
+        self, channel: str, item: Message | _Shared, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Return a message that no receiver took to the front of ``channel``
+        (with a fresh expiry) and pass it on if someone else waits."""
+        queue = self.channels.get(channel)
+        if queue is None:
+            queue = self.channels[channel] = _ChannelQueue(self.get_capacity(channel))
+        deadline = self._clock() + self.expiry
+        messages = queue.messages
+        messages.appendleft((deadline, item))
+        self._schedule(channel, deadline)
+        while messages and queue.waiters:
+            deadline, item = messages.popleft()
+            if not self._hand_off(channel, queue, item, loop):
+                messages.appendleft((deadline, item))
+                break
 
     async def new_channel(self, prefix: str = "specific.") -> str:
         """Return a new unique process-specific channel name,
@@ -471,7 +469,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             queue = channels.get(name)
             if queue is None:
                 queue = channels[name] = _ChannelQueue(self.get_capacity(name))
-            elif queue.waiters and not queue.messages and queue.hand_off(shared, loop):
+            elif queue.waiters and self._hand_off(name, queue, shared, loop):
                 continue
             if len(queue.messages) >= queue.capacity:
                 skipped += 1
