@@ -1,0 +1,1 @@
+"""A sample Django project served by achannels; its tests run in subprocesses."""

@@ -1,0 +1,37 @@
+"""The sample project's Django test suite, one subprocess per module.
+
+Each module is a group of claims; a failure shows the Django runner's output
+naming the failed test. See tests/django_project/chat/tests/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.django_support import run_django_tests
+
+
+def test_live_server_testcase_serves_auth_sessions_origin_checks_and_models(
+    tmp_path: Path,
+) -> None:
+    output = run_django_tests("chat.tests.test_live", tmp_path)
+    assert "test_login_in_consumer_persists_across_reconnect" in output
+    assert "test_sync_consumer_reads_and_writes_models" in output
+
+
+def test_session_and_cookie_middleware_save_and_send_cookies_like_django(
+    tmp_path: Path,
+) -> None:
+    run_django_tests("chat.tests.test_sessions", tmp_path)
+
+
+def test_get_user_login_logout_and_auth_middleware_follow_django_auth(
+    tmp_path: Path,
+) -> None:
+    run_django_tests("chat.tests.test_auth", tmp_path)
+
+
+def test_allowed_hosts_origins_system_checks_commands_and_db_helpers(
+    tmp_path: Path,
+) -> None:
+    run_django_tests("chat.tests.test_setup", tmp_path)
