@@ -138,6 +138,11 @@ async def run_connection(
         raise
     except asyncio.CancelledError:
         end_code = CLOSE_GOING_AWAY  # the server is shutting down
+        if state.open:
+            # Tell the client before cleanup runs: otherwise the server sees
+            # the application end without a close and says 1011 (hypercorn
+            # after its graceful timeout) or drops the socket (1006).
+            await _close_going_away(raw_send, path)
         raise
     except Exception:
         end_code = CLOSE_INTERNAL_ERROR
@@ -147,6 +152,18 @@ async def run_connection(
     finally:
         if state.connected and not state.disconnected:
             await _finish_disconnect(dispatch, end_code, path)
+
+
+async def _close_going_away(raw_send: Send, path: str) -> None:
+    try:
+        await asyncio.wait_for(
+            raw_send({"type": "websocket.close", "code": CLOSE_GOING_AWAY}),
+            CLEANUP_TIMEOUT,
+        )
+    except (OSError, RuntimeError, asyncio.TimeoutError) as exc:
+        # The server may be tearing the socket down already; the close is a
+        # courtesy, and disconnect handling must run regardless.
+        logger.debug("could not send 1001 to WebSocket %s: %r", path, exc)
 
 
 async def _finish_disconnect(
