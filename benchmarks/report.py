@@ -1,0 +1,553 @@
+"""Turn a results document into Markdown tables and PNG charts.
+
+A results document (``run.run_suite``) holds ``cells``: one per scenario,
+server (or layer backend), parameters and system, each with its slices.
+A cell's figure is the median of its slices; ratios compare systems within
+one run, which is what a shared machine can measure honestly.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import platform
+import statistics
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.servers import REPO_ROOT, SERVERS
+
+__all__ = [
+    "TARGETS",
+    "Target",
+    "charts",
+    "document",
+    "figure",
+    "machine_info",
+    "markdown",
+]
+
+NAMES = {"achannels": "achannels", "channels": "Channels 4.3", "raw": "hand-written"}
+PACKAGES = (
+    "achannels", "channels", "channels-redis", "Django", "asgiref", "uvicorn",
+    "hypercorn", "websockets", "wsproto", "httptools", "uvloop", "redis",
+    "msgpack",
+)  # fmt: skip
+
+
+class Target:
+    """A goal from issue #6: ``achannels / baseline`` compared to ``bound``."""
+
+    def __init__(
+        self,
+        scenario: str,
+        baseline: str,
+        bound: float,
+        *,
+        where: Sequence[str] = (),
+        members: int | None = None,
+        lower_is_better: bool = False,
+    ) -> None:
+        self.scenario = scenario
+        self.baseline = baseline
+        self.bound = bound
+        self.where = tuple(where)
+        self.members = members
+        self.lower_is_better = lower_is_better
+
+    def applies(self, scenario: str, where: str, params: dict[str, Any]) -> bool:
+        return (
+            scenario == self.scenario
+            and (not self.where or where in self.where)
+            and (self.members is None or params.get("members") == self.members)
+        )
+
+    def met(self, ratio: float) -> bool:
+        return ratio <= self.bound if self.lower_is_better else ratio >= self.bound
+
+    def label(self) -> str:
+        sign = "≤" if self.lower_is_better else "≥"
+        return f"{sign} {self.bound:g}"
+
+
+TARGETS = (
+    Target("echo", "raw", 0.85),
+    Target("connrate", "raw", 0.80),
+    Target("fanout", "raw", 0.5),
+    Target("fanout", "channels", 10),
+    Target("memory", "raw", 1.15, lower_is_better=True),
+    Target("layer.sendrecv", "channels", 3, where=["memory"]),
+    Target("layer.group_send", "channels", 5, where=["memory"], members=1000),
+    Target("layer.group_e2e", "channels", 5, where=["memory"], members=1000),
+    Target("layer.sendrecv", "channels", 5, where=["redis"]),
+    Target("layer.group_e2e", "channels", 1.5, where=["redis"]),
+)
+
+# -- figures --------------------------------------------------------------------
+
+
+def _rates(cell: dict[str, Any]) -> list[float]:
+    out = []
+    for s in cell["slices"]:
+        if cell["scenario"] == "fanout" and s.get("time_to_last_s"):
+            size = cell["params"]["clients"]
+            out.append(size / statistics.median(s["time_to_last_s"]))
+        elif s.get("wall"):
+            out.append(s["count"] / s["wall"])
+    return out
+
+
+def figure(cell: dict[str, Any]) -> float | None:
+    """The cell's headline number: operations/s (deliveries/s for fan-out,
+    bytes per connection for memory), median over slices."""
+    if cell.get("error") or not cell["slices"]:
+        return None
+    if cell["scenario"] == "memory":
+        return float(cell["slices"][0]["per_connection"])
+    rates = _rates(cell)
+    return statistics.median(rates) if rates else None
+
+
+def _percentile(values: list[int], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index] / 1000.0
+
+
+def latency_ms(cell: dict[str, Any], q: float) -> float | None:
+    pooled: list[int] = []
+    for s in cell["slices"]:
+        pooled += s.get("latencies_us", [])
+    return _percentile(pooled, q)
+
+
+def cpu_pct(cell: dict[str, Any], key: str) -> float | None:
+    values = [
+        100 * s[key] / s["wall"]
+        for s in cell["slices"]
+        if s.get(key) is not None and s.get("wall")
+    ]
+    return statistics.median(values) if values else None
+
+
+def time_to_last_ms(cell: dict[str, Any]) -> float | None:
+    values = [t for s in cell["slices"] for t in s.get("time_to_last_s", [])]
+    return 1000 * statistics.median(values) if values else None
+
+
+# -- machine --------------------------------------------------------------------
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine_info(server_cores: set[int], client_cores: set[int]) -> dict[str, Any]:
+    """Where and with what the run happens: CPU, kernel, Python, package
+    versions, commit, the core split and the load before the run."""
+    model = ""
+    with_cpuinfo = Path("/proc/cpuinfo")
+    if with_cpuinfo.exists():
+        for line in with_cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+        "cpu": model or platform.processor(),
+        "cores": os.cpu_count(),
+        "server_cores": sorted(server_cores),
+        "client_cores": sorted(client_cores),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "packages": versions,
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "load_average_before": os.getloadavg(),
+        "servers": SERVERS,
+    }
+
+
+# -- Markdown -------------------------------------------------------------------
+
+SECTIONS = (
+    ("echo", "WebSocket echo", "round trips/s"),
+    ("connrate", "Connection rate", "connect + accept + close per second"),
+    ("fanout", "Group fan-out", "deliveries/s to every member of one room"),
+    ("memory", "Idle memory", "server RSS per open WebSocket, KiB (lower is better)"),
+    ("layer.sendrecv", "Layer send + receive", "round trips/s"),
+    ("layer.pingpong", "Layer ping-pong between two tasks", "round trips/s"),
+    (
+        "layer.group_send",
+        "Layer group_send, sender's cost",
+        "group_send calls/s with `others` unrelated channels alive",
+    ),
+    (
+        "layer.group_e2e",
+        "Layer group_send end to end",
+        "group messages/s, until every member received it",
+    ),
+)
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def _group(cells: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(scenario, where, params) -> {system: cell}, in first-seen order."""
+    grouped: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for cell in cells:
+        key = (cell["scenario"], cell["where"], _params_key(cell["params"]))
+        grouped.setdefault(key, {})[cell["system"]] = cell
+    return grouped
+
+
+def _params_key(params: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in params.items()
+    )
+
+
+def target_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every (cell group, target) pair with its ratio and verdict."""
+    rows = []
+    for (scenario, where, params), systems in _group(results["cells"]).items():
+        ours = systems.get("achannels")
+        if ours is None:
+            continue
+        for target in TARGETS:
+            if not target.applies(scenario, where, ours["params"]):
+                continue
+            base = systems.get(target.baseline)
+            if base is None:
+                continue
+            ratio = _ratio(figure(ours), figure(base))
+            rows.append(
+                {
+                    "scenario": scenario,
+                    "where": where,
+                    "params": params,
+                    "baseline": target.baseline,
+                    "ratio": ratio,
+                    "target": target.label(),
+                    "met": None if ratio is None else target.met(ratio),
+                }
+            )
+    return rows
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The results as Markdown: per scenario, each system's figure, the
+    ratios and the target; then latency and CPU detail."""
+    systems = [s for s in ("achannels", "channels", "raw") if s in results["systems"]]
+    grouped = _group(results["cells"])
+    out: list[str] = []
+    for scenario, title, unit in SECTIONS:
+        keys = [k for k in grouped if k[0] == scenario]
+        if not keys:
+            continue
+        present = [s for s in systems if any(s in grouped[k] for k in keys)]
+        out += [f"### {title}", "", f"{unit}.", ""]
+        head = ["where", "size", *[NAMES[s] for s in present]]
+        ratio_cols = []
+        if "raw" in present:
+            ratio_cols.append(("raw", "achannels / hand-written"))
+        if "channels" in present:
+            ratio_cols.append(("channels", "achannels / Channels"))
+        head += [label for _, label in ratio_cols] + ["target"]
+        out.append("| " + " | ".join(head) + " |")
+        out.append(
+            "| " + " | ".join(["---", "---"] + ["---:"] * (len(head) - 2)) + " |"
+        )
+        scale = 1 / 1024 if scenario == "memory" else 1.0
+        for key in keys:
+            cells = grouped[key]
+            row = [key[1], key[2] or "-"]
+            for system in present:
+                cell = cells.get(system)
+                if cell is None:
+                    row.append("-")
+                elif cell.get("error"):
+                    row.append("error")
+                else:
+                    value = figure(cell)
+                    row.append(
+                        _fmt(
+                            None if value is None else value * scale,
+                            1 if scale != 1 else 0,
+                        )
+                    )
+            ours = cells.get("achannels")
+            verdicts = []
+            for baseline, _ in ratio_cols:
+                ratio = (
+                    _ratio(figure(ours), figure(cells[baseline]))
+                    if ours and baseline in cells
+                    else None
+                )
+                row.append("-" if ratio is None else f"{ratio:.2f}")
+                for target in TARGETS:
+                    if (
+                        ours
+                        and target.baseline == baseline
+                        and target.applies(scenario, key[1], ours["params"])
+                        and ratio is not None
+                    ):
+                        mark = "✅" if target.met(ratio) else "❌"
+                        verdicts.append(f"{mark} {target.label()} vs {NAMES[baseline]}")
+            row.append("; ".join(verdicts) or "-")
+            out.append("| " + " | ".join(row) + " |")
+        out.append("")
+        out += _detail(scenario, keys, grouped, present)
+    for note in results.get("notes", []):
+        out.append(f"> {note}")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _detail(
+    scenario: str,
+    keys: list[tuple[str, str, str]],
+    grouped: dict[tuple[str, str, str], dict[str, Any]],
+    present: list[str],
+) -> list[str]:
+    """Latency and CPU per system, where the scenario has them."""
+    if scenario == "memory":
+        out = [
+            "| where | system | RSS before, MiB | RSS after, MiB | connections |",
+            "| --- | --- | ---: | ---: | ---: |",
+        ]
+        for key in keys:
+            for system in present:
+                cell = grouped[key].get(system)
+                if not cell or not cell["slices"]:
+                    continue
+                s = cell["slices"][0]
+                out.append(
+                    f"| {key[1]} | {NAMES[system]} | {s['rss_before'] / 2**20:,.1f} | "
+                    f"{s['rss_after'] / 2**20:,.1f} | {s['open']:,} |"
+                )
+        return [*out, ""]
+    layer = scenario.startswith("layer.")
+    if layer:
+        columns = ["CPU % (layer process)"]
+    elif scenario == "fanout":
+        columns = ["time to last, ms", "p50 delivery, ms", "p99 delivery, ms"]
+    else:
+        columns = ["p50, ms", "p99, ms"]
+    if not layer:
+        columns += ["server CPU %", "load-gen CPU %"]
+    head = "| " + " | ".join(["where", "size", "system", *columns, "slices"]) + " |"
+    out = [
+        "<details><summary>latency and CPU</summary>",
+        "",
+        head,
+        "| " + " | ".join(["---"] * 3 + ["---:"] * (head.count("|") - 4)) + " |",
+    ]
+    for key in keys:
+        for system in present:
+            cell = grouped[key].get(system)
+            if not cell or not cell["slices"]:
+                continue
+            n = len(cell["slices"])
+            server = _fmt(cpu_pct(cell, "server_cpu"))
+            client = _fmt(cpu_pct(cell, "client_cpu"))
+            prefix = f"| {key[1]} | {key[2] or '-'} | {NAMES[system]} |"
+            p50, p99 = latency_ms(cell, 0.5), latency_ms(cell, 0.99)
+            if layer:
+                values = [server]
+            elif scenario == "fanout":
+                values = [_fmt(time_to_last_ms(cell), 1), _fmt(p50, 1), _fmt(p99, 1)]
+            else:
+                values = [_fmt(p50, 2), _fmt(p99, 2)]
+            if not layer:
+                values += [server, client]
+            out.append(f"{prefix} {' | '.join(values)} | {n} |")
+    return [*out, "", "</details>", ""]
+
+
+def document(results: dict[str, Any], chart_files: Sequence[str] = ()) -> str:
+    """The full results page: how and where it ran, the targets, the
+    tables, the charts."""
+    m = results["machine"]
+    sizes = results["sizes"]
+    packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
+    lines = [
+        "# achannels benchmark results",
+        "",
+        f"Mode **{sizes['name']}**, run {m['date']} at commit `{m['commit']}`"
+        + (" (with local changes)" if m["dirty"] else "")
+        + f", {results['seconds']:.0f} s.",
+        "",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, "
+        f"Python {m['python']}.",
+        f"- Servers pinned to cores {m['server_cores']}, load generator to "
+        f"{m['client_cores']}. Load average before {_load(m['load_average_before'])}, "
+        f"after {_load(m.get('load_average_after'))}.",
+        f"- Packages: {packages}.",
+        "- Servers: " + "; ".join(m["servers"].values()) + ".",
+        f"- Each cell is the median of {sizes['slices']} slice(s); slices "
+        "alternate between the systems, rotating the order every round.",
+        "",
+        "Absolute numbers from a shared machine are noise; the ratios within "
+        "this one run are the figure of merit.",
+        "",
+        "## Targets",
+        "",
+        "| scenario | where | size | vs | ratio | target | met |",
+        "| --- | --- | --- | --- | ---: | ---: | --- |",
+    ]
+    for row in target_rows(results):
+        met = "-" if row["met"] is None else ("yes" if row["met"] else "**no**")
+        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        lines.append(
+            f"| {row['scenario']} | {row['where']} | {row['params'] or '-'} | "
+            f"{NAMES[row['baseline']]} | {ratio} | {row['target']} | {met} |"
+        )
+    lines += ["", "## Results", "", markdown(results)]
+    if chart_files:
+        lines += ["## Charts", ""]
+        lines += [f"![{name}]({name})" for name in chart_files]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _load(load: Any) -> str:
+    if not load:
+        return "?"
+    return "/".join(f"{x:.1f}" for x in load)
+
+
+# -- charts ---------------------------------------------------------------------
+
+COLOURS = {"achannels": "#2b7bba", "channels": "#d9822b", "raw": "#7a7a7a"}
+
+
+def charts(results: dict[str, Any], out: Path) -> list[str]:
+    """Write PNG charts into ``out``; return their file names (none when
+    matplotlib is missing)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    grouped = _group(results["cells"])
+    systems = [s for s in ("achannels", "channels", "raw") if s in results["systems"]]
+    written = []
+
+    def bars(
+        name: str,
+        title: str,
+        scenarios: Sequence[str],
+        ylabel: str,
+        log: bool,
+        scale: float = 1.0,
+    ) -> None:
+        keys = [k for k in grouped if k[0] in scenarios]
+        if not keys:
+            return
+        present = [s for s in systems if any(s in grouped[k] for k in keys)]
+        fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(keys) + 2), 4.2))
+        width = 0.8 / max(1, len(present))
+        for i, system in enumerate(present):
+            values = []
+            for key in keys:
+                cell = grouped[key].get(system)
+                value = figure(cell) if cell else None
+                values.append(0 if value is None else value * scale)
+            xs = [x + (i - (len(present) - 1) / 2) * width for x in range(len(keys))]
+            ax.bar(xs, values, width, label=NAMES[system], color=COLOURS[system])
+        ax.set_xticks(range(len(keys)))
+        ax.set_xticklabels([_tick(k) for k in keys], fontsize=8)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        if log:
+            ax.set_yscale("log")
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        written.append(name)
+
+    bars("echo.png", "WebSocket echo", ["echo"], "round trips/s", False)
+    bars("connrate.png", "Connection rate", ["connrate"], "connections/s", False)
+    bars("fanout.png", "Group fan-out", ["fanout"], "deliveries/s", True)
+    bars(
+        "memory.png",
+        "Idle memory per connection",
+        ["memory"],
+        "KiB per connection",
+        False,
+        1 / 1024,
+    )
+    layer_scenarios = [s for s, _, _ in SECTIONS if s.startswith("layer.")]
+    bars("layers.png", "Channel layers", layer_scenarios, "operations/s (log)", True)
+    _ratio_chart(plt, results, out, written)
+    return written
+
+
+def _tick(key: tuple[str, str, str]) -> str:
+    scenario, where, params = key
+    label = scenario.removeprefix("layer.")
+    return f"{label}\n{where}\n{params}" if params else f"{label}\n{where}"
+
+
+def _ratio_chart(
+    plt: Any, results: dict[str, Any], out: Path, written: list[str]
+) -> None:
+    rows = [r for r in target_rows(results) if r["ratio"] is not None]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(8, 0.38 * len(rows) + 1.2))
+    labels = [
+        f"{r['scenario'].removeprefix('layer.')} {r['where']} {r['params']} "
+        f"vs {NAMES[r['baseline']]}"
+        for r in rows
+    ]
+    ratios = [r["ratio"] for r in rows]
+    colours = ["#3a9a4a" if r["met"] else "#c0392b" for r in rows]
+    ys = range(len(rows))
+    ax.barh(list(ys), ratios, color=colours)
+    for y, r in zip(ys, rows, strict=True):
+        bound = float(r["target"].split()[-1])
+        ax.plot([bound, bound], [y - 0.4, y + 0.4], color="black", linewidth=1.5)
+    ax.set_yticks(list(ys))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("achannels / baseline (log); black tick = target")
+    ax.set_title("Ratios against targets (green: met)")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "ratios.png", dpi=110)
+    plt.close(fig)
+    written.append("ratios.png")

@@ -1,0 +1,575 @@
+"""Run the benchmark suite and report the ratios.
+
+    python -m benchmarks.run --quick            # under a minute, prints the table
+    python -m benchmarks.run --out docs/benchmarks   # the full run, with charts
+
+Systems: ``achannels``, ``channels`` (Channels 4.3, when installed: the bench
+environment has it, the project never depends on it) and ``raw``, the
+hand-written ASGI app that sets the ceiling. All of them serve the same
+routes (``benchmarks/apps``) on uvicorn and on hypercorn, pinned to half of
+the cores; the load generator runs on the other half. Every scenario is
+measured in slices that alternate between the systems (the order rotates
+each round), so machine drift touches all of them alike; a cell's figure is
+the median of its slices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report
+from benchmarks.layers import redis_url
+from benchmarks.servers import REPO_ROOT, RunningServer, cpu_plan, start_servers
+
+__all__ = ["FULL", "QUICK", "SMOKE", "Sizes", "main", "run_suite"]
+
+SYSTEMS = ("achannels", "channels", "raw")
+SERVERS = ("uvicorn", "hypercorn")
+SCENARIOS = ("memory", "echo", "connrate", "fanout", "layers")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big and how long each scenario runs."""
+
+    name: str
+    slices: int  # alternating measurements per cell
+    echo_clients: tuple[int, ...] = (1, 50, 500)
+    echo_duration: float = 2.0
+    connrate_concurrency: int = 16
+    connrate_duration: float = 2.0
+    fanout_clients: int = 1000
+    fanout_broadcasts: int = 20
+    idle_clients: int = 5000
+    layer_duration: float = 2.0
+    layer_others: int = 100_000
+    layer_members: tuple[int, ...] = (100, 1000)
+    layer_pingpong: bool = True
+    redis_kinds: tuple[str, ...] = ("redis", "redis-pubsub")
+    redis_processes: int = 4
+    redis_rounds: int = 30
+    setup_timeout: float = 300.0
+
+
+FULL = Sizes(name="full", slices=5)
+QUICK = Sizes(
+    name="quick",
+    slices=1,
+    echo_duration=0.4,
+    connrate_duration=0.5,
+    fanout_clients=500,
+    fanout_broadcasts=5,
+    idle_clients=500,
+    layer_duration=0.4,
+    layer_others=10_000,
+    layer_members=(1000,),
+    layer_pingpong=False,
+    redis_kinds=("redis",),
+    redis_processes=2,
+    redis_rounds=5,
+    setup_timeout=120.0,
+)
+SMOKE = Sizes(
+    name="smoke",
+    slices=1,
+    echo_clients=(1, 3),
+    echo_duration=0.15,
+    connrate_concurrency=2,
+    connrate_duration=0.15,
+    fanout_clients=5,
+    fanout_broadcasts=2,
+    idle_clients=10,
+    layer_duration=0.05,
+    layer_others=100,
+    layer_members=(10,),
+    layer_pingpong=False,
+    redis_kinds=(),
+    setup_timeout=60.0,
+)
+
+
+class BenchError(RuntimeError):
+    """A worker or server failed in a way that ends the run."""
+
+
+@dataclass
+class Cell:
+    """One measured thing for one system: all its slices."""
+
+    scenario: str
+    where: str  # server name, or layer backend
+    params: dict[str, Any]
+    system: str
+    slices: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+class Worker:
+    """A worker subprocess (load generator or layer runner) speaking the
+    JSON-lines job protocol of ``benchmarks._jobs``."""
+
+    def __init__(self, module: str, cores: set[int], name: str) -> None:
+        self.module = module
+        self.cores = cores
+        self.name = name
+        self.proc: asyncio.subprocess.Process | None = None
+        self.log = tempfile.TemporaryFile()
+
+    async def start(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        cores = self.cores
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            self.module,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=self.log,
+            cwd=REPO_ROOT,
+            env=env,
+            preexec_fn=lambda: os.sched_setaffinity(0, cores),
+            limit=64 * 1024 * 1024,  # results carry latency samples
+        )
+
+    def stderr(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-4000:]
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(message) + "\n").encode())
+        await self.proc.stdin.drain()
+
+    async def read(self, timeout: float) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        except asyncio.TimeoutError:
+            raise BenchError(
+                f"{self.name}: no answer within {timeout:.0f}s\n{self.stderr()}"
+            ) from None
+        if not line:
+            raise BenchError(f"{self.name} exited:\n{self.stderr()}")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    async def close(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(Exception):
+            await self.send({"op": "exit"})
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 15)
+        except asyncio.TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        self.log.close()
+
+
+def rotated(items: Sequence[str], by: int) -> list[str]:
+    by %= max(1, len(items))
+    return [*items[by:], *items[:by]]
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+async def run_cells(
+    scenario: str,
+    where: str,
+    params: dict[str, Any],
+    jobs: dict[str, dict[str, Any]],
+    workers: dict[str, Worker],
+    servers: dict[str, RunningServer],
+    sizes: Sizes,
+    slice_timeout: float,
+) -> list[Cell]:
+    """Set up ``jobs`` (system -> job) on their workers, measure
+    ``sizes.slices`` alternating slices, tear down; one ``Cell`` per system."""
+    cells = {s: Cell(scenario, where, params, s) for s in jobs}
+
+    async def set_up(system: str) -> None:
+        await workers[system].send(jobs[system])
+        answer = await workers[system].read(sizes.setup_timeout)
+        if answer["phase"] != "ready":
+            cells[system].error = answer.get("error", str(answer))
+
+    await asyncio.gather(*(set_up(s) for s in jobs))
+    live = [s for s in jobs if cells[s].error is None]
+    for round_ in range(sizes.slices):
+        for system in rotated(live, round_):
+            if cells[system].error is not None:
+                continue
+            if system in servers:
+                await asyncio.to_thread(servers[system].quiesce)
+            await workers[system].send({"go": True})
+            answer = await workers[system].read(slice_timeout)
+            if answer["phase"] == "result":
+                cells[system].slices.append(answer)
+            else:
+                cells[system].error = answer.get("error", str(answer))
+    for system in jobs:
+        await workers[system].send({"stop": True})
+        while True:
+            answer = await workers[system].read(sizes.setup_timeout)
+            if answer["phase"] == "idle":
+                break
+            if answer["phase"] == "error" and cells[system].error is None:
+                cells[system].error = answer["error"]
+    for cell in cells.values():
+        status = f"error: {cell.error}" if cell.error else _summary(cell)
+        log(f"  {scenario:9} {where:10} {_params(params):22} {cell.system:9} {status}")
+    return list(cells.values())
+
+
+def _params(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items())
+
+
+def _summary(cell: Cell) -> str:
+    rates = [s["count"] / s["wall"] for s in cell.slices if s.get("wall")]
+    if not rates:
+        return "-"
+    return f"{statistics.median(rates):,.0f}/s"
+
+
+async def measure_memory(
+    servers: dict[str, RunningServer],
+    workers: dict[str, Worker],
+    sizes: Sizes,
+) -> list[Cell]:
+    """Server RSS per idle connection, one system at a time, on servers that
+    have only been warmed up (so freed memory from earlier scenarios cannot
+    hide the cost)."""
+    cells = []
+    for system, srv in servers.items():
+        cell = Cell("memory", srv.server, {"connections": sizes.idle_clients}, system)
+        cells.append(cell)
+        await asyncio.to_thread(srv.quiesce)
+        before = srv.rss()
+        job = {
+            "op": "idle",
+            "host": srv.host,
+            "port": srv.port,
+            "clients": sizes.idle_clients,
+        }
+        await workers[system].send(job)
+        answer = await workers[system].read(sizes.setup_timeout)
+        if answer["phase"] == "ready":
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(srv.quiesce)
+            after = srv.rss()
+            opened = int(answer["open"])
+            cell.slices.append(
+                {
+                    "rss_before": before,
+                    "rss_after": after,
+                    "open": opened,
+                    "per_connection": (after - before) / max(1, opened),
+                }
+            )
+        else:
+            cell.error = answer.get("error", str(answer))
+        await workers[system].send({"stop": True})
+        while (await workers[system].read(sizes.setup_timeout))["phase"] != "idle":
+            pass
+        per = cell.slices[0]["per_connection"] / 1024 if cell.slices else 0
+        log(f"  memory    {srv.server:10} {system:9} {per:,.1f} KiB/connection")
+    return cells
+
+
+async def run_server_scenarios(
+    server: str,
+    systems: Sequence[str],
+    scenarios: Sequence[str],
+    sizes: Sizes,
+    server_cores: set[int],
+    client_cores: set[int],
+) -> list[Cell]:
+    """Every server scenario on ``server`` for ``systems``, interleaved."""
+    cells: list[Cell] = []
+    pairs = [(system, server) for system in systems]
+    workers = {
+        s: Worker("benchmarks.loadgen", client_cores, f"loadgen-{s}") for s in systems
+    }
+    with start_servers(pairs, server_cores) as running:
+        servers = {srv.system: srv for srv in running}
+        try:
+            for worker in workers.values():
+                await worker.start()
+            common = {
+                s: {"host": srv.host, "port": srv.port, "server_pids": srv.pids}
+                for s, srv in servers.items()
+            }
+            await run_cells(
+                "warm", server, {},
+                {s: {"op": "warm", **common[s]} for s in systems},
+                workers, servers, replace(sizes, slices=1), 60,
+            )  # fmt: skip
+            if "memory" in scenarios:
+                cells += await measure_memory(servers, workers, sizes)
+            if "echo" in scenarios:
+                for clients in sizes.echo_clients:
+                    jobs = {
+                        s: {
+                            "op": "echo",
+                            "clients": clients,
+                            "duration": sizes.echo_duration,
+                            **common[s],
+                        }
+                        for s in systems
+                    }
+                    cells += await run_cells(
+                        "echo", server, {"clients": clients}, jobs, workers,
+                        servers, sizes, sizes.echo_duration * 10 + 60,
+                    )  # fmt: skip
+            if "connrate" in scenarios:
+                jobs = {
+                    s: {
+                        "op": "connrate",
+                        "concurrency": sizes.connrate_concurrency,
+                        "duration": sizes.connrate_duration,
+                        **common[s],
+                    }
+                    for s in systems
+                }
+                cells += await run_cells(
+                    "connrate", server,
+                    {"concurrency": sizes.connrate_concurrency}, jobs, workers,
+                    servers, sizes, sizes.connrate_duration * 10 + 60,
+                )  # fmt: skip
+            if "fanout" in scenarios:
+                jobs = {
+                    s: {
+                        "op": "fanout",
+                        "clients": sizes.fanout_clients,
+                        "broadcasts": sizes.fanout_broadcasts,
+                        **common[s],
+                    }
+                    for s in systems
+                }
+                cells += await run_cells(
+                    "fanout", server, {"clients": sizes.fanout_clients}, jobs,
+                    workers, servers, sizes, 300,
+                )  # fmt: skip
+            for srv in running:
+                srv.check_alive()
+        finally:
+            for worker in workers.values():
+                await worker.close()
+    return cells
+
+
+def redis_available() -> str | None:
+    """None when a Redis server answers PING, else why not."""
+    url = urllib.parse.urlparse(redis_url())
+    try:
+        with socket.create_connection(
+            (url.hostname or "127.0.0.1", url.port or 6379), 1.0
+        ) as sock:
+            sock.sendall(b"PING\r\n")
+            sock.settimeout(1.0)
+            if not sock.recv(64).startswith(b"+PONG"):
+                return f"{redis_url()} did not answer PING"
+    except OSError as exc:
+        return f"no Redis at {redis_url()}: {exc}"
+    return None
+
+
+def layer_plan(
+    sizes: Sizes, redis_note: str | None
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """(backend, op, params) for every layer cell."""
+    plan: list[tuple[str, str, dict[str, Any]]] = [("memory", "sendrecv", {})]
+    if sizes.layer_pingpong:
+        plan.append(("memory", "pingpong", {}))
+    for members in sizes.layer_members:
+        plan.append(
+            ("memory", "group_send", {"members": members, "others": sizes.layer_others})
+        )
+    for members in sizes.layer_members:
+        plan.append(
+            ("memory", "group_e2e", {"members": members, "others": sizes.layer_others})
+        )
+    if redis_note is None:
+        for kind in sizes.redis_kinds:
+            plan.append((kind, "sendrecv", {}))
+            for members in sizes.layer_members:
+                plan.append(
+                    (
+                        kind,
+                        "group_e2e",
+                        {
+                            "members": members,
+                            "processes": sizes.redis_processes,
+                            "rounds": sizes.redis_rounds,
+                        },
+                    )
+                )
+    return plan
+
+
+async def run_layer_scenarios(
+    systems: Sequence[str], sizes: Sizes, cores: set[int], redis_note: str | None
+) -> list[Cell]:
+    systems = [s for s in systems if s != "raw"]
+    workers = {s: Worker("benchmarks.layers", cores, f"layers-{s}") for s in systems}
+    cells: list[Cell] = []
+    try:
+        for worker in workers.values():
+            await worker.start()
+        for backend, op, params in layer_plan(sizes, redis_note):
+            jobs = {
+                s: {
+                    "system": s,
+                    "backend": backend,
+                    "op": op,
+                    "duration": sizes.layer_duration,
+                    **params,
+                }
+                for s in systems
+            }
+            cells += await run_cells(
+                f"layer.{op}", backend, params, jobs, workers, {}, sizes, 1800
+            )
+    finally:
+        for worker in workers.values():
+            await worker.close()
+    return cells
+
+
+async def run_suite(
+    sizes: Sizes,
+    systems: Sequence[str] = SYSTEMS,
+    servers: Sequence[str] = SERVERS,
+    scenarios: Sequence[str] = SCENARIOS,
+) -> dict[str, Any]:
+    """Run everything asked for; return the results document (see
+    ``benchmarks.report``). Systems whose software is missing are skipped
+    with a note."""
+    notes: list[str] = []
+    systems = list(systems)
+    if "channels" in systems and not channels_installed():
+        systems.remove("channels")
+        notes.append(
+            "Channels is not installed here, so it was skipped: build the bench "
+            "environment with benchmarks/setup.sh."
+        )
+    server_cores, client_cores = cpu_plan()
+    if server_cores == client_cores:
+        notes.append("Only one core available: server and load generator share it.")
+    with _pinned(client_cores):
+        started = time.time()
+        machine = report.machine_info(server_cores, client_cores)
+        cells: list[Cell] = []
+        server_scenarios = [s for s in scenarios if s != "layers"]
+        if server_scenarios:
+            for server in servers:
+                log(f"{server}:")
+                cells += await run_server_scenarios(
+                    server, systems, server_scenarios, sizes, server_cores,
+                    client_cores,
+                )  # fmt: skip
+        if "layers" in scenarios:
+            redis_note = redis_available() if sizes.redis_kinds else None
+            if redis_note:
+                notes.append(f"Redis layers skipped: {redis_note}.")
+            log("layers:")
+            cells += await run_layer_scenarios(systems, sizes, server_cores, redis_note)
+        machine["load_average_after"] = os.getloadavg()
+    return {
+        "sizes": asdict(sizes),
+        "machine": machine,
+        "started": started,
+        "seconds": time.time() - started,
+        "systems": systems,
+        "servers": list(servers),
+        "notes": notes,
+        "cells": [asdict(cell) for cell in cells],
+    }
+
+
+def channels_installed() -> bool:
+    return all(
+        importlib.util.find_spec(name) is not None
+        for name in ("channels", "django", "channels_redis")
+    )
+
+
+@contextlib.contextmanager
+def _pinned(cores: set[int]) -> Iterator[None]:
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__.splitlines()[0]
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="under a minute")
+    mode.add_argument("--smoke", action="store_true", help="tiny sizes (tests)")
+    parser.add_argument("--slices", type=int, help="alternating slices per cell")
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="write results.json, README.md and charts here "
+        "(default: benchmarks/results/ for --quick; nothing for --smoke)",
+    )
+    parser.add_argument("--no-charts", action="store_true")
+    args = parser.parse_args(argv)
+    sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
+    if args.slices:
+        sizes = replace(sizes, slices=args.slices)
+    out = args.out
+    if out is None and not args.smoke:
+        out = REPO_ROOT / "benchmarks" / "results" / sizes.name
+    results = asyncio.run(
+        run_suite(
+            sizes,
+            systems=args.systems.split(","),
+            servers=args.servers.split(","),
+            scenarios=args.scenarios.split(","),
+        )
+    )
+    table = report.markdown(results)
+    print(table)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+        charts = [] if args.no_charts else report.charts(results, out)
+        (out / "README.md").write_text(report.document(results, charts))
+        log(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
