@@ -7,11 +7,14 @@ first use, so importing this package imports neither Django nor a server.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from achannels.testing.application import ApplicationCommunicator
 from achannels.testing.http import HttpCommunicator
 from achannels.testing.websocket import WebsocketCommunicator
+
+if TYPE_CHECKING:
+    from achannels.testing.live import ChannelsLiveServerTestCase
 
 __all__ = [
     "ApplicationCommunicator",
