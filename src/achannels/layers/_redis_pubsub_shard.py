@@ -28,6 +28,8 @@ logger = logging.getLogger("achannels.layers.redis")
 
 # A subscriber waits this long for Redis to (re)connect or confirm.
 _CONFIRM_TIMEOUT = 5.0
+# Reconnection attempts slow down to one every this many seconds.
+_BACKOFF_CAP = 2.0
 # Silent for this long: PING; silent for twice as long: the link is dead
 # (a black-holed network sends no reset).
 _HEALTH_INTERVAL = 15.0
@@ -52,6 +54,9 @@ class Subscriber:
         self.wanted: set[str] = set()
         self._connection: AbstractConnection | None = None
         self._connected = asyncio.Event()
+        # Set on every connection attempt's outcome; _error is the last failure.
+        self._attempted = asyncio.Event()
+        self._error: BaseException | None = None
         self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -93,15 +98,25 @@ class Subscriber:
             self._spawn(self._send_quietly("UNSUBSCRIBE", name))
 
     async def _wait_connected(self) -> None:
+        """Return once connected; raise at once while Redis is known to be
+        down, or when the first attempt takes too long."""
         if self._reader is None:
             self._reader = asyncio.get_running_loop().create_task(self._run())
-        if not self._connected.is_set():
+        deadline = asyncio.get_running_loop().time() + _CONFIRM_TIMEOUT
+        while not self._connected.is_set():
+            if self._error is not None:
+                raise RedisConnectionError(
+                    f"Redis at {self._lane.description} is unreachable, cannot "
+                    f"subscribe: {self._error}"
+                )
+            self._attempted.clear()
+            remaining = deadline - asyncio.get_running_loop().time()
             try:
-                await asyncio.wait_for(self._connected.wait(), _CONFIRM_TIMEOUT)
+                await asyncio.wait_for(self._attempted.wait(), max(remaining, 0))
             except asyncio.TimeoutError:
                 raise RedisConnectionError(
-                    f"Redis at {self._lane.description} is unreachable: cannot "
-                    "subscribe"
+                    f"Redis at {self._lane.description} did not answer within "
+                    f"{_CONFIRM_TIMEOUT:g}s: cannot subscribe"
                 ) from None
 
     async def _send(self, *args: Any) -> None:
@@ -125,7 +140,7 @@ class Subscriber:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self) -> None:
-        backoff = Backoff(base=0.1, cap=5.0)
+        backoff = Backoff(base=0.1, cap=_BACKOFF_CAP)
         while True:
             connection = self._lane.new_connection()
             try:
@@ -136,7 +151,9 @@ class Subscriber:
                         check_health=False,
                     )
                 self._connection = connection
+                self._error = None
                 self._connected.set()
+                self._attempted.set()
                 if backoff.failures:
                     logger.info(
                         "Reconnected to Redis at %s; subscribed again to %d channel(s)",
@@ -156,6 +173,8 @@ class Subscriber:
             except CONNECTION_ERRORS as error:
                 self._connected.clear()
                 self._connection = None
+                self._error = error
+                self._attempted.set()
                 await self._lane.discard(connection)
                 if backoff.failures == 0:
                     logger.warning(

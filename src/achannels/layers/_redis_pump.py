@@ -37,6 +37,9 @@ Entry = tuple[bytes, bytes]
 # expired local messages, notices it was told to stop).
 BLOCK_SECONDS = 5.0
 _BATCH = 256
+# Reconnection attempts slow down to one every this many seconds, so
+# receivers resume within about that long after Redis is back.
+_BACKOFF_CAP = 2.0
 
 
 class Pump:
@@ -73,7 +76,7 @@ class Pump:
 
     async def run(self) -> None:
         """Pump until cancelled."""
-        backoff = Backoff(base=0.1, cap=5.0)
+        backoff = Backoff(base=0.1, cap=_BACKOFF_CAP)
         connection: AbstractConnection | None = None
         try:
             while True:
