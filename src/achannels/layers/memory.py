@@ -82,7 +82,7 @@ class _ChannelQueue:
         self.messages: deque[tuple[float, Message | _Shared]] = deque()
         #: Futures of waiting receivers, first come first served; created on
         #: first wait (most queues never have a waiter).
-        self.waiters: deque[asyncio.Future[Message | _Shared]] | None = None
+        self.waiters: list[asyncio.Future[Message | _Shared]] | None = None
 
     def qsize(self) -> int:
         return len(self.messages)
@@ -293,8 +293,9 @@ class InMemoryChannelLayer(BaseChannelLayer):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Message | _Shared] = loop.create_future()
         if queue.waiters is None:
-            queue.waiters = deque()
-        queue.waiters.append(future)
+            queue.waiters = [future]
+        else:
+            queue.waiters.append(future)
         try:
             item = await future
         except asyncio.CancelledError:
@@ -330,7 +331,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         waiters = queue.waiters
         assert waiters is not None
         while waiters:
-            future = waiters.popleft()
+            future = waiters.pop(0)  # rarely more than one or two waiters
             if future.done():  # cancelled; its receive() has not cleaned up yet
                 continue
             owner = future.get_loop()
