@@ -8,6 +8,7 @@ import gc
 import logging
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -203,6 +204,16 @@ async def test_channel_capacity_glob_applies_on_first_send() -> None:
         await layer.send("other", {"type": "m"})
 
 
+async def test_group_send_respects_channel_capacity_patterns() -> None:
+    layer = make_layer(capacity=5, channel_capacity={"tight.*": 1})
+    await layer.group_add("g", "tight.a")
+    await layer.group_add("g", "loose.a")
+    await layer.group_send("g", {"type": "m", "n": 1})
+    await layer.group_send("g", {"type": "m", "n": 2})
+    assert layer.channels["tight.a"].qsize() == 1
+    assert layer.channels["loose.a"].qsize() == 2
+
+
 async def test_channel_capacity_regex_applies() -> None:
     layer = make_layer(capacity=5, channel_capacity={re.compile(r"^tight\."): 1})
     await layer.send("tight.one", {"type": "m"})
@@ -378,6 +389,17 @@ async def test_non_msgpack_values_are_deep_copied(
         "when": when,
         "tags": {"x"},
     }
+
+
+async def test_dict_subclass_message_is_deep_copied_with_its_type(
+    layer: InMemoryChannelLayer,
+) -> None:
+    message: OrderedDict[str, Any] = OrderedDict(type="m", items=[1])
+    await layer.send("c", message)
+    message["items"].append(2)
+    received = await receive_within(layer, "c")
+    assert type(received) is OrderedDict
+    assert received == OrderedDict(type="m", items=[1])
 
 
 async def test_uncopyable_value_is_a_type_error_naming_the_key(
