@@ -297,9 +297,11 @@ async def test_cluster_workers_share_rooms_history_and_presence_through_redis(
                 first_name,
                 "across",
             )
-        async with chat_client(url, ws_url, "cluster", "late") as (_, welcome):
+        async with chat_client(url, ws_url, "cluster", "late") as (late, welcome):
             assert [m["text"] for m in welcome["history"]] == ["across"]
-            assert welcome["members"] == ["late"]  # everyone else left
+            # Everyone else left; their workers may still be telling Redis.
+            if welcome["members"] != ["late"]:
+                await next_frame(late, "presence", event="leave", members=["late"])
 
 
 # ------------------------------------------------------- reverse proxy
