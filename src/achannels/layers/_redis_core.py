@@ -16,6 +16,7 @@ from typing import Any
 
 from ..exceptions import ChannelFull
 from ._base import BaseChannelLayer, ChannelCapacity
+from ._redis_bridge import bridged
 from ._redis_connection import Lane
 from ._redis_hosts import consistent_hash, decode_hosts
 from ._redis_local import Reporter
@@ -154,6 +155,7 @@ class RedisChannelLayer(BaseChannelLayer):
         """Return a new process-specific channel name this instance receives on."""
         return f"{prefix}.{self.client_prefix}!{uuid.uuid4().hex}"
 
+    @bridged
     async def send(self, channel: str, message: Message) -> None:
         """Send ``message`` to ``channel``.
 
@@ -188,6 +190,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 "its receiver is not keeping up (see capacity/channel_capacity)"
             )
 
+    @bridged
     async def receive(self, channel: str) -> Message:
         """Return the next message on ``channel``, waiting for one.
 
@@ -223,6 +226,7 @@ class RedisChannelLayer(BaseChannelLayer):
     def _group_key(self, group: str) -> str:
         return f"{self.prefix}:group:{group}"
 
+    @bridged
     async def group_add(self, group: str, channel: str) -> None:
         """Add ``channel`` to ``group`` for ``group_expiry`` seconds.
 
@@ -238,6 +242,7 @@ class RedisChannelLayer(BaseChannelLayer):
             [channel, time.time(), int(self.group_expiry)],
         )
 
+    @bridged
     async def group_discard(self, group: str, channel: str) -> None:
         """Remove ``channel`` from ``group``; no error if it is not a member."""
         self.require_valid_group_name(group)
@@ -245,6 +250,7 @@ class RedisChannelLayer(BaseChannelLayer):
         lane = self._states.get().lanes[self.consistent_hash(group)]
         await lane.execute("ZREM", self._group_key(group), channel)
 
+    @bridged
     async def group_send(self, group: str, message: Message) -> None:
         """Send ``message`` to every channel in ``group``.
 
@@ -297,6 +303,7 @@ class RedisChannelLayer(BaseChannelLayer):
 
     # Flush and close
 
+    @bridged
     async def flush(self) -> None:
         """Delete every key under ``prefix`` on every server, and messages
         waiting in this process. Connections stay open."""
@@ -314,12 +321,14 @@ class RedisChannelLayer(BaseChannelLayer):
                     break
         state.receiver.local.clear()
 
+    @bridged
     async def close_pools(self) -> None:
         """Close this event loop's connections and stop its receiving; the
         layer reconnects on next use. Waiting receivers get
         :class:`~achannels.layers._redis_local.ReceiverGone`."""
         await self._states.aclose_current()
 
+    @bridged
     async def close(self) -> None:
         """Same as :meth:`close_pools`."""
         await self._states.aclose_current()

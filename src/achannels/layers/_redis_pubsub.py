@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._base import BaseChannelLayer
+from ._redis_bridge import bridged
 from ._redis_connection import Lane
 from ._redis_hosts import consistent_hash, decode_hosts
 from ._redis_local import LocalChannels, Reporter
@@ -167,6 +168,7 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
         lane = state.lanes[consistent_hash(name, len(state.lanes))]
         await lane.execute("PUBLISH", name, data)
 
+    @bridged
     async def send(self, channel: str, message: Message) -> None:
         """Publish ``message`` on ``channel``; lost if nobody is subscribed.
 
@@ -177,6 +179,7 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
         self.require_valid_channel_name(channel)
         await self._publish(channel, message)
 
+    @bridged
     async def new_channel(self, prefix: str = "specific.") -> str:
         """Return a new channel name, already subscribed in this process."""
         channel = f"{self.prefix}{prefix}{uuid.uuid4().hex}"
@@ -191,6 +194,7 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
             state.channels.discard(channel)
             raise
 
+    @bridged
     async def receive(self, channel: str) -> Message:
         """Return the next message published on ``channel``, subscribing
         first if needed. Cancelling the receive unsubscribes the channel
@@ -207,6 +211,7 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
                 state.subscriber(channel).unsubscribe(channel)
             raise
 
+    @bridged
     async def group_add(self, group: str, channel: str) -> None:
         """Add ``channel`` (a channel of this process) to ``group``.
 
@@ -233,6 +238,7 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
                 state.groups.pop(name, None)
             raise
 
+    @bridged
     async def group_discard(self, group: str, channel: str) -> None:
         """Remove ``channel`` from ``group``; no error if it is not a member."""
         self.require_valid_group_name(group)
@@ -247,17 +253,20 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
             del state.groups[name]
             state.subscriber(name).unsubscribe(name)
 
+    @bridged
     async def group_send(self, group: str, message: Message) -> None:
         """Publish ``message`` to every process subscribed to ``group``."""
         self.require_valid_group_name(group)
         await self._publish(self._group_channel(group), message)
 
+    @bridged
     async def flush(self) -> None:
         """Forget every channel and group of this event loop and close its
         connections; the layer stays usable. Waiting receivers get
         :class:`~achannels.layers._redis_local.ReceiverGone`."""
         await self._states.aclose_current()
 
+    @bridged
     async def close(self) -> None:
         """Close this event loop's connections (same as :meth:`flush`)."""
         await self._states.aclose_current()
