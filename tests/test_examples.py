@@ -218,6 +218,27 @@ async def test_chat_explains_refusal_then_closes_with_app_code(
     assert ws.close_code == code
 
 
+@pytest.mark.parametrize(
+    ("frame", "code"), [("not json", 1007), ("x" * 20_000, 1009), (b"\x00", 1007)]
+)
+async def test_chat_bad_frame_closes_socket_and_member_leaves(
+    chat_server: RunningServer, frame: str | bytes, code: int
+) -> None:
+    url, ws_url = chat_server.url, chat_server.ws_url
+    async with (
+        chat_client(url, ws_url, f"bad{code}", "Ada") as (ada, _),
+        chat_client(url, ws_url, f"bad{code}", "Mallory") as (mallory, _),
+    ):
+        await mallory.send(frame)
+        await asyncio.wait_for(mallory.wait_closed(), TIMEOUT)
+        assert mallory.close_code == code
+        left = await next_frame(ada, "presence", event="leave", name="Mallory")
+        assert left["members"] == ["Ada"]
+        # The room goes on.
+        await ada.send(json.dumps({"type": "message", "text": "still here"}))
+        assert (await next_frame(ada, "message"))["message"]["text"] == "still here"
+
+
 # ------------------------------------------------------- server recipes
 
 

@@ -49,6 +49,10 @@ def clean_name(raw: str) -> str:
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     """Joins the room in the URL; relays messages, presence and typing."""
 
+    # A frame far larger than any message we accept closes the socket (1009)
+    # before it is even decoded.
+    max_message_size = 16 * 1024
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.room = ""
