@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ import redis
 __all__ = [
     "REDIS_URL",
     "PrivateRedis",
+    "PrivateSentinel",
     "private_redis",
     "require_redis",
     "unique_prefix",
@@ -85,23 +87,25 @@ class PrivateRedis:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
 
+    def command(self) -> list[str]:
+        """Return the server's command line: no persistence, loopback only."""
+        return [
+            self._executable,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+
     def start(self, timeout: float = 10.0) -> None:
         """Start the server and return once it answers PING."""
         assert self._process is None, "already running"
         self._process = subprocess.Popen(
-            [
-                self._executable,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + timeout
         while not _answers(self.url):
@@ -121,6 +125,31 @@ class PrivateRedis:
     def client(self) -> redis.Redis:
         """Return a synchronous client of this server."""
         return redis.Redis.from_url(self.url)
+
+
+class PrivateSentinel(PrivateRedis):
+    """A Redis Sentinel watching ``master`` under the name ``mymaster``."""
+
+    def __init__(self, master: PrivateRedis) -> None:
+        super().__init__()
+        self._directory = tempfile.TemporaryDirectory()
+        config = os.path.join(self._directory.name, "sentinel.conf")
+        with open(config, "w") as file:
+            file.write(
+                f"port {self.port}\nbind 127.0.0.1\n"
+                f"sentinel monitor mymaster 127.0.0.1 {master.port} 1\n"
+            )
+        # Sentinel rewrites its config file, so each gets its own.
+        self._config = config
+
+    def command(self) -> list[str]:
+        """Return the sentinel's command line (the config file comes first)."""
+        return [self._executable, self._config, "--sentinel"]
+
+    def stop(self) -> None:
+        """Kill the sentinel and remove its config."""
+        super().stop()
+        self._directory.cleanup()
 
 
 @contextmanager

@@ -186,3 +186,7 @@ class Lane:
         for connection in connections:
             await connection.disconnect(nowait=True)
         await self._pool.disconnect()
+        # A Sentinel pool also holds clients of the sentinels themselves.
+        manager = getattr(self._pool, "sentinel_manager", None)
+        for sentinel in getattr(manager, "sentinels", ()):
+            await sentinel.connection_pool.disconnect()

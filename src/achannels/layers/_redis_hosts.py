@@ -42,7 +42,8 @@ def decode_hosts(hosts: object) -> list[HostSpec]:
     ``None`` or an empty list means ``redis://localhost:6379``. Entries are
     URL strings, dicts (copied) or ``(host, port)`` pairs. Raises
     :class:`ValueError` for a bare string (a list is required, as in
-    channels_redis) and :class:`TypeError` for an entry of another type.
+    channels_redis) or a Sentinel dict without ``sentinels``, and
+    :class:`TypeError` for an entry of another type.
     """
     if not hosts:
         return [dict(DEFAULT_HOST)]
@@ -59,6 +60,11 @@ def decode_hosts(hosts: object) -> list[HostSpec]:
     decoded: list[HostSpec] = []
     for entry in hosts:
         if isinstance(entry, Mapping):
+            if "master_name" in entry and not entry.get("sentinels"):
+                raise ValueError(
+                    f"Sentinel host for master {entry['master_name']!r} has no "
+                    "'sentinels': add 'sentinels': [(host, port), ...]"
+                )
             decoded.append(dict(entry))
         elif isinstance(entry, (tuple, list)) and len(entry) == 2:
             decoded.append({"host": entry[0], "port": entry[1]})
@@ -87,8 +93,7 @@ def _with_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
 def create_pool(host: HostSpec) -> ConnectionPool:
     """Return a new connection pool for one decoded host entry.
 
-    The pool is tied to the event loop that first uses it. Raises
-    :class:`ValueError` for a Sentinel spec without ``sentinels``.
+    The pool is tied to the event loop that first uses it.
     """
     kwargs = _with_defaults(dict(host))
     address = kwargs.pop("address", None)
@@ -96,12 +101,7 @@ def create_pool(host: HostSpec) -> ConnectionPool:
         return ConnectionPool.from_url(address, **kwargs)
     master_name = kwargs.pop("master_name", None)
     if master_name is not None:
-        sentinels = kwargs.pop("sentinels", None)
-        if not sentinels:
-            raise ValueError(
-                f"Sentinel host for master {master_name!r} has no 'sentinels': "
-                "add 'sentinels': [(host, port), ...]"
-            )
+        sentinels = kwargs.pop("sentinels")
         sentinel_kwargs = kwargs.pop("sentinel_kwargs", None)
         manager = Sentinel(  # type: ignore[no-untyped-call]
             [tuple(sentinel) for sentinel in sentinels],
