@@ -150,7 +150,6 @@ class LocalChannels:
         else:
             message = inbox.take(time.monotonic() - self._expiry)
             if message is not None:
-                self._forget_if_idle(channel, inbox)
                 return message
         waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         inbox.waiters.append(waiter)
@@ -164,14 +163,16 @@ class LocalChannels:
                 self.push_back(channel, waiter.result())
             raise
         finally:
+            # An idle inbox stays for the consumer's next receive(); sweep()
+            # and forget() remove it.
             current = self._inboxes.get(channel)
-            if current is not None:
-                if waiter in current.waiters:
-                    current.waiters.remove(waiter)
-                self._forget_if_idle(channel, current)
+            if current is not None and waiter in current.waiters:
+                current.waiters.remove(waiter)
 
-    def _forget_if_idle(self, channel: str, inbox: Inbox) -> None:
-        if not inbox.entries and not inbox.waiters:
+    def forget(self, channel: str) -> None:
+        """Drop ``channel``'s queued messages unless a receiver still waits."""
+        inbox = self._inboxes.get(channel)
+        if inbox is not None and not inbox.waiters:
             del self._inboxes[channel]
 
     def sweep(self) -> None:

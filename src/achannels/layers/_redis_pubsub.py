@@ -208,6 +208,7 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
         except asyncio.CancelledError:
             if channel in state.channels and not state.local.waiting(channel):
                 state.channels.discard(channel)
+                state.local.forget(channel)
                 state.subscriber(channel).unsubscribe(channel)
             raise
 
