@@ -217,7 +217,15 @@ class AuthMiddleware(BaseMiddleware):
     async def resolve_scope(self, scope: Scope) -> None:
         """Load the user behind the placeholder from the session."""
         user = scope["user"]
-        if isinstance(user, UserLazyObject) and user._wrapped is empty:
+        if not isinstance(user, UserLazyObject) or user._wrapped is not empty:
+            return
+        if getattr(scope["session"], "session_key", None) is None:
+            # No session cookie: a new, empty session, so nobody is logged
+            # in; skip the database thread hop get_user() would cost.
+            from django.contrib.auth.models import AnonymousUser
+
+            user._wrapped = AnonymousUser()
+        else:
             user._wrapped = await get_user(scope)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
