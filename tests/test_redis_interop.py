@@ -132,3 +132,23 @@ async def test_plain_channels_and_groups_are_shared_both_ways() -> None:
         await theirs.flush()
         await ours.flush()
         await ours.close()
+
+
+async def test_message_left_inflight_by_dead_channels_redis_receiver_is_delivered() -> (
+    None
+):
+    config: dict[str, Any] = {"hosts": [require_redis()], "prefix": unique_prefix()}
+    theirs = channels_redis_core.RedisChannelLayer(**config)
+    ours = RedisChannelLayer(**config)
+    try:
+        # What a channels_redis receiver holds between BZPOPMIN and its cleanup.
+        backup = f"{config['prefix']}worker.jobs$inflight"
+        data = theirs.serialize({"type": "job", "n": 7})
+        state = ours._states.get()
+        await state.lanes[0].execute("ZADD", backup, 1.0, data)
+        assert (await within(ours.receive("worker.jobs"))) == {"type": "job", "n": 7}
+        assert await state.lanes[0].execute("EXISTS", backup) == 0
+    finally:
+        await theirs.flush()
+        await ours.flush()
+        await ours.close()

@@ -25,6 +25,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
 
 from ._redis_connection import CONNECTION_ERRORS, Backoff, Lane, pack_command
+from ._redis_scripts import RESTORE_INFLIGHT
 
 __all__ = ["Entry", "Pump"]
 
@@ -49,6 +50,8 @@ class Pump:
     took (for a shared key they go back to Redis). With ``demand`` the pump
     pops only ``demand()`` messages at a time and sleeps while it is 0;
     without it the pump drains eagerly. ``tick()`` runs after every pop.
+    ``restore_inflight`` first returns what a dead channels_redis receiver
+    left in the key's ``$inflight`` backup.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class Pump:
         demand: Callable[[], int] | None = None,
         tick: Callable[[], None] | None = None,
         expiry: int = 60,
+        restore_inflight: bool = False,
     ) -> None:
         self.lane = lane
         self.key = key
@@ -69,6 +73,7 @@ class Pump:
         self._expiry = expiry
         self._wanted = asyncio.Event()
         self._bzmpop = True
+        self._restore_inflight = restore_inflight
 
     def wake(self) -> None:
         """Tell a demand-driven pump that a receiver is waiting."""
@@ -91,6 +96,11 @@ class Pump:
                     if connection is None:
                         connection = self.lane.new_connection()
                         await self.lane.connect(connection)
+                        if self._restore_inflight:
+                            await RESTORE_INFLIGHT(
+                                self.lane, [self.key, self.key + "$inflight"], []
+                            )
+                            self._restore_inflight = False
                     entries = await self._pop(connection, count)
                 except CONNECTION_ERRORS as error:
                     if connection is not None:

@@ -98,6 +98,7 @@ class Receiver:
                 lambda entries: self._deliver_shared(channel, entries),
                 demand=lambda: self.local.waiting(channel),
                 expiry=int(self._expiry),
+                restore_inflight=True,
             )
             self._spawn(index, pump)
 

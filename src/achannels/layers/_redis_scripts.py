@@ -20,6 +20,7 @@ __all__ = [
     "GROUP_ADD",
     "GROUP_DELIVER",
     "GROUP_MEMBERS",
+    "RESTORE_INFLIGHT",
     "SEND",
     "Script",
 ]
@@ -100,5 +101,21 @@ for i = 1, n do
     end
 end
 return full
+"""
+)
+
+#: Move messages a channels_redis receiver popped but never finished (its
+#: ``<key>$inflight`` backup) back to the front of the channel, as
+#: channels_redis receivers do before each pop, so a fleet that migrates
+#: loses none when one of its old processes dies mid-message.
+#: KEYS: channel key, backup key.
+RESTORE_INFLIGHT = Script(
+    """
+local backed_up = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+for i = #backed_up, 1, -2 do
+    redis.call('ZADD', KEYS[1], backed_up[i], backed_up[i - 1])
+end
+redis.call('DEL', KEYS[2])
+return #backed_up / 2
 """
 )
