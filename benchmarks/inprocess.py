@@ -223,7 +223,7 @@ def run_all(systems: list[str], sizes: dict[str, int]) -> dict[str, dict[str, fl
         out = subprocess.run(
             [sys.executable, "-m", "benchmarks.inprocess", "--systems", system,
              "--json", json.dumps(sizes)],
-            capture_output=True, text=True, check=True, cwd=REPO_ROOT,
+            capture_output=True, text=True, check=True, cwd=REPO_ROOT, timeout=120,
         )  # fmt: skip
         results[system] = json.loads(out.stdout)
     return results

@@ -63,7 +63,7 @@ class ServerMeter:
         self._pids: list[int] = []
         self._procs: list[Any] = []
         try:
-            import psutil
+            import psutil  # type: ignore[import-untyped,unused-ignore]
         except ImportError:
             self._pids = list(pids)
             return
@@ -416,8 +416,17 @@ async def setup(job: Job) -> Scenario:
     op = job["op"]
     if op == "connrate":
         return ConnRate(job)
-    kinds = {"echo": Echo, "fanout": Fanout, "idle": Idle, "warm": Warm}
-    scenario = kinds[op](job)
+    scenario: Echo | Fanout | Idle | Warm
+    if op == "echo":
+        scenario = Echo(job)
+    elif op == "fanout":
+        scenario = Fanout(job)
+    elif op == "idle":
+        scenario = Idle(job)
+    elif op == "warm":
+        scenario = Warm(job)
+    else:
+        raise ValueError(f"unknown load job {op!r}")
     await scenario.open()
     return scenario
 

@@ -512,10 +512,10 @@ def charts(results: dict[str, Any], out: Path) -> list[str]:
     """Write PNG charts into ``out``; return their file names (none when
     matplotlib is missing)."""
     try:
-        import matplotlib
+        import matplotlib  # type: ignore[import-not-found,unused-ignore]
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return []
     grouped = _group(results["cells"])

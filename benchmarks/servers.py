@@ -118,7 +118,7 @@ class RunningServer:
             return ""
 
     def _processes(self) -> list[object]:
-        import psutil
+        import psutil  # type: ignore[import-untyped,unused-ignore]
 
         try:
             root = psutil.Process(self.proc.pid)

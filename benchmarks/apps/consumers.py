@@ -15,6 +15,7 @@ Routes:
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __all__ = ["ROOM", "build"]
@@ -26,9 +27,8 @@ def build(framework: str) -> Any:
     """The ASGI application for ``framework`` (``"achannels"`` or
     ``"channels"``); ``ValueError`` for anything else."""
     if framework == "achannels":
-        from achannels.generic.websocket import AsyncWebsocketConsumer
         from achannels.layers import channel_layers
-        from achannels.routing import ProtocolTypeRouter, URLRouter, path
+        from achannels.routing import path
 
         channel_layers.configure(
             {"default": {"BACKEND": "achannels.layers.InMemoryChannelLayer"}}
@@ -36,6 +36,7 @@ def build(framework: str) -> Any:
     elif framework == "channels":
         import django
         from django.conf import settings
+        from django.urls import path  # type: ignore[assignment]
 
         if not settings.configured:
             settings.configure(
@@ -47,26 +48,21 @@ def build(framework: str) -> Any:
                 },
             )
             django.setup()
-        from channels.generic.websocket import (  # type: ignore[no-redef]
-            AsyncWebsocketConsumer,
-        )
-        from channels.routing import (  # type: ignore[no-redef]
-            ProtocolTypeRouter,
-            URLRouter,
-        )
-        from django.urls import path  # type: ignore[no-redef]
     else:
         raise ValueError(f"unknown framework {framework!r}: achannels or channels")
+    # The same names from either framework; Any, as the two differ in types.
+    websocket: Any = importlib.import_module(f"{framework}.generic.websocket")
+    routing: Any = importlib.import_module(f"{framework}.routing")
 
     # ---- the consumer code both frameworks run -------------------------------
 
-    class EchoConsumer(AsyncWebsocketConsumer):  # type: ignore[misc,valid-type]
+    class EchoConsumer(websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
         async def receive(
             self, text_data: str | None = None, bytes_data: bytes | None = None
         ) -> None:
             await self.send(text_data=text_data, bytes_data=bytes_data)
 
-    class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc,valid-type]
+    class RoomConsumer(websocket.AsyncWebsocketConsumer):  # type: ignore[misc]
         groups = [ROOM]
 
         async def receive(
@@ -81,9 +77,9 @@ def build(framework: str) -> Any:
 
     # ---------------------------------------------------------------------------
 
-    return ProtocolTypeRouter(
+    return routing.ProtocolTypeRouter(
         {
-            "websocket": URLRouter(
+            "websocket": routing.URLRouter(
                 [
                     path("echo/", EchoConsumer.as_asgi()),
                     path("room/", RoomConsumer.as_asgi()),
