@@ -19,7 +19,9 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-__all__ = ["bridged"]
+from asgiref.sync import AsyncToSync
+
+__all__ = ["bridged", "on_throwaway_loop", "run_bridged"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -28,12 +30,15 @@ S = TypeVar("S")
 _SHUTDOWN_TIMEOUT = 5.0
 
 
-def _throwaway_loops() -> dict[Any, Any]:
-    # asgiref registers each loop it creates for one async_to_sync call here.
-    from asgiref.sync import AsyncToSync
+# asgiref registers each loop it creates for one async_to_sync call in this
+# class-level dict (mutated in place, never replaced).
+_THROWAWAY_LOOPS: dict[Any, Any] = getattr(AsyncToSync, "loop_thread_executors", {})
 
-    registry: dict[Any, Any] = getattr(AsyncToSync, "loop_thread_executors", {})
-    return registry
+
+def on_throwaway_loop() -> bool:
+    """Return whether the running loop was made for one ``async_to_sync``
+    call and will be closed right after it."""
+    return asyncio.get_running_loop() in _THROWAWAY_LOOPS
 
 
 class _Bridge:
@@ -88,6 +93,11 @@ class _Bridge:
 _bridge = _Bridge()
 
 
+async def run_bridged(layer: Any, coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` (a call on ``layer``) on the bridge loop."""
+    return await _bridge.call(layer, coroutine)
+
+
 def bridged(
     method: Callable[Concatenate[S, P], Coroutine[Any, Any, T]],
 ) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
@@ -95,7 +105,7 @@ def bridged(
     ``async_to_sync`` throwaway loop, and in place otherwise."""
 
     async def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        if asyncio.get_running_loop() in _throwaway_loops():
+        if asyncio.get_running_loop() in _THROWAWAY_LOOPS:
             return await _bridge.call(self, method(self, *args, **kwargs))
         return await method(self, *args, **kwargs)
 

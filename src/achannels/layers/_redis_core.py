@@ -16,7 +16,7 @@ from typing import Any
 
 from ..exceptions import ChannelFull
 from ._base import BaseChannelLayer, ChannelCapacity
-from ._redis_bridge import bridged
+from ._redis_bridge import bridged, on_throwaway_loop, run_bridged
 from ._redis_connection import Lane
 from ._redis_hosts import consistent_hash, decode_hosts
 from ._redis_local import Reporter
@@ -111,12 +111,22 @@ class RedisChannelLayer(BaseChannelLayer):
             "group_send skipped %d channel(s) at capacity (latest group %r); "
             "their consumers are not keeping up"
         )
+        self._valid_channels: set[str] = set()
         self._states: PerLoop[_LoopState] = PerLoop(
             lambda: _LoopState(self), _LoopState.aclose
         )
 
     def __str__(self) -> str:
         return f"{type(self).__name__}(hosts={self.hosts})"
+
+    def _require_channel(self, channel: str) -> None:
+        # A consumer sends and receives on the same few names all its life:
+        # validate each name once, not per message.
+        if type(channel) is not str or channel not in self._valid_channels:
+            self.require_valid_channel_name(channel)
+            if len(self._valid_channels) >= 10_000:
+                self._valid_channels.clear()
+            self._valid_channels.add(channel)
 
     # Helpers
 
@@ -155,7 +165,6 @@ class RedisChannelLayer(BaseChannelLayer):
         """Return a new process-specific channel name this instance receives on."""
         return f"{prefix}.{self.client_prefix}!{uuid.uuid4().hex}"
 
-    @bridged
     async def send(self, channel: str, message: Message) -> None:
         """Send ``message`` to ``channel``.
 
@@ -165,8 +174,10 @@ class RedisChannelLayer(BaseChannelLayer):
         :class:`~achannels.exceptions.MessageTooLarge`, and
         :class:`redis.exceptions.ConnectionError` when Redis stays unreachable.
         """
+        if on_throwaway_loop():
+            return await run_bridged(self, self.send(channel, message))
         self._check_message(message)
-        self.require_valid_channel_name(channel)
+        self._require_channel(channel)
         bang = channel.find("!")
         if bang >= 0:
             message = {**message, RESERVED_KEY: channel}
@@ -190,7 +201,6 @@ class RedisChannelLayer(BaseChannelLayer):
                 "its receiver is not keeping up (see capacity/channel_capacity)"
             )
 
-    @bridged
     async def receive(self, channel: str) -> Message:
         """Return the next message on ``channel``, waiting for one.
 
@@ -199,7 +209,9 @@ class RedisChannelLayer(BaseChannelLayer):
         While Redis is unreachable the wait continues and resumes when it is
         back. Raises :class:`TypeError` for an invalid name.
         """
-        self.require_valid_channel_name(channel)
+        if on_throwaway_loop():
+            return await run_bridged(self, self.receive(channel))
+        self._require_channel(channel)
         receiver = self._states.get().receiver
         bang = channel.find("!")
         if bang < 0:
@@ -250,7 +262,6 @@ class RedisChannelLayer(BaseChannelLayer):
         lane = self._states.get().lanes[self.consistent_hash(group)]
         await lane.execute("ZREM", self._group_key(group), channel)
 
-    @bridged
     async def group_send(self, group: str, message: Message) -> None:
         """Send ``message`` to every channel in ``group``.
 
@@ -259,6 +270,8 @@ class RedisChannelLayer(BaseChannelLayer):
         server delivers, whatever the group size. Raises like :meth:`send`
         for an invalid message, before anything is sent.
         """
+        if on_throwaway_loop():
+            return await run_bridged(self, self.group_send(group, message))
         self.require_valid_group_name(group)
         self._check_message(message)
         self._serializer.serialize(message)  # refuse bad messages before any I/O

@@ -117,12 +117,13 @@ class LocalChannels:
         inbox = self._inboxes.get(channel)
         return inbox is not None and any(not w.done() for w in inbox.waiters)
 
-    def deliver(self, channel: str, message: Message) -> None:
-        """Give ``message`` to the next receiver of ``channel``."""
+    def deliver(self, channel: str, message: Message, now: float) -> None:
+        """Give ``message`` to the next receiver of ``channel``; ``now`` is
+        ``time.monotonic()`` (read once per batch by the caller)."""
         inbox = self._inboxes.get(channel)
         if inbox is None:
             inbox = self._inboxes[channel] = Inbox(self._capacity_of(channel))
-        if not inbox.put(message, time.monotonic()):
+        if not inbox.put(message, now):
             self._count_drop(channel)
 
     def push_back(self, channel: str, message: Message) -> None:

@@ -12,12 +12,13 @@ import asyncio
 import logging
 import math
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._base import BaseChannelLayer
-from ._redis_bridge import bridged
+from ._redis_bridge import bridged, on_throwaway_loop, run_bridged
 from ._redis_connection import Lane
 from ._redis_hosts import consistent_hash, decode_hosts
 from ._redis_local import LocalChannels, Reporter
@@ -76,15 +77,16 @@ class _LoopState:
         except (DecryptionError, ValueError) as error:
             _unreadable.count(1, name, error)
             return
+        now = time.monotonic()
         if members is None:
-            self.local.deliver(name, message)
+            self.local.deliver(name, message, now)
         elif len(members) == 1:
-            self.local.deliver(next(iter(members)), message)
+            self.local.deliver(next(iter(members)), message, now)
         else:
             # One copy per receiver, so one consumer's mutation stays its own.
             packed = pack_local(message)
             for channel in members:
-                self.local.deliver(channel, local_copy(packed))
+                self.local.deliver(channel, local_copy(packed), now)
 
     async def aclose(self) -> None:
         for subscriber in self.subscribers:
@@ -143,12 +145,22 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
             symmetric_encryption_keys=symmetric_encryption_keys,
             max_message_size=max_message_size,
         )
+        self._valid_channels: set[str] = set()
         self._states: PerLoop[_LoopState] = PerLoop(
             lambda: _LoopState(self), _LoopState.aclose
         )
 
     def __str__(self) -> str:
         return f"{type(self).__name__}(hosts={self.hosts})"
+
+    def _require_channel(self, channel: str) -> None:
+        # A consumer sends and receives on the same few names all its life:
+        # validate each name once, not per message.
+        if type(channel) is not str or channel not in self._valid_channels:
+            self.require_valid_channel_name(channel)
+            if len(self._valid_channels) >= 10_000:
+                self._valid_channels.clear()
+            self._valid_channels.add(channel)
 
     def serialize(self, message: Message) -> bytes:
         """Return ``message`` as channels_redis would publish it."""
@@ -168,7 +180,6 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
         lane = state.lanes[consistent_hash(name, len(state.lanes))]
         await lane.execute("PUBLISH", name, data)
 
-    @bridged
     async def send(self, channel: str, message: Message) -> None:
         """Publish ``message`` on ``channel``; lost if nobody is subscribed.
 
@@ -176,7 +187,9 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
         (naming the key), :class:`~achannels.exceptions.MessageTooLarge`, and
         :class:`redis.exceptions.ConnectionError` while Redis is unreachable.
         """
-        self.require_valid_channel_name(channel)
+        if on_throwaway_loop():
+            return await run_bridged(self, self.send(channel, message))
+        self._require_channel(channel)
         await self._publish(channel, message)
 
     @bridged
@@ -194,12 +207,13 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
             state.channels.discard(channel)
             raise
 
-    @bridged
     async def receive(self, channel: str) -> Message:
         """Return the next message published on ``channel``, subscribing
         first if needed. Cancelling the receive unsubscribes the channel
         (as channels_redis does: a consumer that stops receiving is gone)."""
-        self.require_valid_channel_name(channel)
+        if on_throwaway_loop():
+            return await run_bridged(self, self.receive(channel))
+        self._require_channel(channel)
         state = self._states.get()
         if channel not in state.channels:
             await self._subscribe_channel(state, channel)
@@ -254,9 +268,10 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
             del state.groups[name]
             state.subscriber(name).unsubscribe(name)
 
-    @bridged
     async def group_send(self, group: str, message: Message) -> None:
         """Publish ``message`` to every process subscribed to ``group``."""
+        if on_throwaway_loop():
+            return await run_bridged(self, self.group_send(group, message))
         self.require_valid_group_name(group)
         await self._publish(self._group_channel(group), message)
 

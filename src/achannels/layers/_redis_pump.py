@@ -73,6 +73,8 @@ class Pump:
         self._expiry = expiry
         self._wanted = asyncio.Event()
         self._bzmpop = True
+        # The pop command never changes for a given count: pack it once.
+        self._packed: dict[int, bytes] = {}
         self._restore_inflight = restore_inflight
 
     def wake(self) -> None:
@@ -136,18 +138,14 @@ class Pump:
     async def _pop(self, connection: AbstractConnection, count: int) -> list[Entry]:
         """Block until ``key`` has messages; pop up to ``count`` of them."""
         if self._bzmpop:
-            command: tuple[Any, ...] = (
-                "BZMPOP",
-                BLOCK_SECONDS,
-                1,
-                self.key,
-                "MIN",
-                "COUNT",
-                count,
-            )
+            packed = self._packed.get(count)
+            if packed is None:
+                packed = self._packed[count] = pack_command(
+                    "BZMPOP", BLOCK_SECONDS, 1, self.key, "MIN", "COUNT", count
+                )
         else:
-            command = ("BZPOPMIN", self.key, BLOCK_SECONDS)
-        await connection.send_packed_command(pack_command(*command), check_health=False)
+            packed = pack_command("BZPOPMIN", self.key, BLOCK_SECONDS)
+        await connection.send_packed_command(packed, check_health=False)
         try:
             reply = await connection.read_response(timeout=BLOCK_SECONDS + 5)
         except ResponseError as error:

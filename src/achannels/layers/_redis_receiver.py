@@ -122,21 +122,22 @@ class Receiver:
 
     def _deliver(self, name: str, entries: list[Entry]) -> list[Entry]:
         local = self.local
+        now = time.monotonic()
         for data, _ in entries:
             message = self._read(data, self._prefix + name)
             if message is None:
                 continue
             target = message.pop(RESERVED_KEY, name)
             if isinstance(target, str):
-                local.deliver(target, message)
+                local.deliver(target, message, now)
             elif len(target) == 1:
-                local.deliver(target[0], message)
+                local.deliver(target[0], message, now)
             else:
                 # One copy per receiver: a consumer that mutates its message
                 # must not change what the others see.
                 packed = pack_local(message)
                 for channel in target:
-                    local.deliver(channel, local_copy(packed))
+                    local.deliver(channel, local_copy(packed), now)
         return []
 
     def _deliver_shared(self, channel: str, entries: list[Entry]) -> list[Entry]:
@@ -148,7 +149,7 @@ class Receiver:
             message = self._read(entry[0], self._prefix + channel)
             if message is not None:
                 message.pop(RESERVED_KEY, None)
-                self.local.deliver(channel, message)
+                self.local.deliver(channel, message, time.monotonic())
         return leftovers
 
     async def aclose(self) -> None:
