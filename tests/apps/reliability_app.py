@@ -120,7 +120,8 @@ class LimitedEcho(Tracked, AsyncWebsocketConsumer):
 
 class Member(Tracked, AsyncWebsocketConsumer):
     """Joins the group named in the URL. A text frame is sent to the whole
-    group; each group message goes to the client as a text frame."""
+    group (the frame "boom" raises instead); each group message goes to the
+    client as a text frame."""
 
     async def connect(self) -> None:
         self.group = self.scope["url_route"]["kwargs"]["group"]
@@ -131,6 +132,8 @@ class Member(Tracked, AsyncWebsocketConsumer):
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None
     ) -> None:
+        if text_data == "boom":
+            raise RuntimeError(f"boom in group {self.group}")
         assert self.channel_layer is not None
         await self.channel_layer.group_send(
             self.group, {"type": "member.message", "text": text_data}
@@ -142,6 +145,17 @@ class Member(Tracked, AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         assert self.channel_layer is not None
         await self.channel_layer.group_discard(self.group, self.channel_name)
+
+
+class Announcer(Tracked, AsyncWebsocketConsumer):
+    """Tells the client its channel name, then relays ``note.message``."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.send(text_data=self.channel_name)
+
+    async def note_message(self, event: Message) -> None:
+        await self.send(text_data=event["text"])
 
 
 class Boom(Tracked, AsyncWebsocketConsumer):
@@ -236,6 +250,16 @@ async def broadcast(scope: Scope, receive: Receive, send: Send) -> None:
     await _json_response(send, {"sent": count, "slowest": slowest})
 
 
+async def send_note(scope: Scope, receive: Receive, send: Send) -> None:
+    """``?text=T``: send a ``note.message`` to the channel in the URL."""
+    query = parse_qs(scope.get("query_string", b"").decode())
+    channel = scope["url_route"]["kwargs"]["channel"]
+    await get_channel_layer().send(
+        channel, {"type": "note.message", "text": query["text"][0]}
+    )
+    await _json_response(send, {"sent": channel})
+
+
 application = ProtocolTypeRouter(
     {
         "websocket": URLRouter(
@@ -244,6 +268,7 @@ application = ProtocolTypeRouter(
                 path("ws/sync-json/", SyncJsonEcho.as_asgi()),
                 path("ws/limited/", LimitedEcho.as_asgi()),
                 path("ws/member/<str:group>/", Member.as_asgi()),
+                path("ws/announce/", Announcer.as_asgi()),
                 path("ws/boom/", Boom.as_asgi()),
                 path("ws/linger/<int:n>/", Linger.as_asgi()),
             ]
@@ -252,6 +277,7 @@ application = ProtocolTypeRouter(
             [
                 path("introspect/", introspect),
                 path("broadcast/<str:group>/", broadcast),
+                path("send/<str:channel>/", send_note),
             ]
         ),
     }
