@@ -292,3 +292,54 @@ async def test_receive_on_foreign_specific_channel_is_refused(
 def test_hosts_must_be_a_list() -> None:
     with pytest.raises(ValueError, match="list"):
         RedisChannelLayer(hosts="redis://localhost:6379")
+
+
+async def test_close_ends_waiting_receivers_with_a_clear_error() -> None:
+    layer = make_layer()
+    channel = await layer.new_channel()
+    waiter = asyncio.create_task(layer.receive(channel))
+    await asyncio.sleep(0.05)
+    await layer.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await asyncio.wait_for(waiter, 5)
+    # The layer reconnects on next use.
+    await layer.send(channel, {"type": "after.close"})
+    assert (await receive(layer, channel))["type"] == "after.close"
+    await layer.flush()
+    await layer.close()
+
+
+async def test_receiving_from_two_event_loops_at_once_is_refused(
+    layer: RedisChannelLayer,
+) -> None:
+    first = await layer.new_channel()
+    waiter = asyncio.create_task(layer.receive(first))
+    await asyncio.sleep(0.05)
+
+    async def elsewhere() -> None:
+        await layer.receive(await layer.new_channel())
+
+    with pytest.raises(RuntimeError, match="Two event loops"):
+        await asyncio.to_thread(asyncio.run, elsewhere())
+    await layer.send(first, {"type": "still.fine"})
+    assert (await asyncio.wait_for(waiter, 5))["type"] == "still.fine"
+
+
+async def test_plain_channel_message_goes_to_a_process_that_still_waits(
+    layer: RedisChannelLayer,
+) -> None:
+    other_process = make_layer(prefix=layer.prefix)
+    try:
+        leaving = asyncio.create_task(layer.receive("jobs"))
+        await asyncio.sleep(0.05)
+        leaving.cancel()
+        await asyncio.gather(leaving, return_exceptions=True)
+        staying = asyncio.create_task(other_process.receive("jobs"))
+        for index in range(3):
+            await layer.send("jobs", {"type": "job", "i": index})
+        got = [await asyncio.wait_for(staying, 5)]
+        got += [await receive(other_process, "jobs") for _ in range(2)]
+        # What the first process popped after its receiver left went back.
+        assert sorted(message["i"] for message in got) == [0, 1, 2]
+    finally:
+        await other_process.close()
