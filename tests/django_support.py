@@ -19,6 +19,7 @@ __all__ = [
     "manage_command",
     "project_env",
     "run_django_tests",
+    "run_django_tests_unchecked",
 ]
 
 PROJECT_DIR = Path(__file__).resolve().parent / "django_project"
@@ -39,8 +40,8 @@ def project_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         TESTPROJECT_DB=str(tmp_path / "db.sqlite3"),
         TESTPROJECT_TEST_DB=str(tmp_path / "test-db.sqlite3"),
         PYTHONUNBUFFERED="1",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
@@ -52,7 +53,17 @@ def manage_command(*args: str, project_dir: Path = PROJECT_DIR) -> list[str]:
 def run_django_tests(label: str, tmp_path: Path, **extra: str) -> str:
     """Run ``manage.py test label`` (warnings are errors, as in the suite) and
     return its output; fail with that output if any Django test failed."""
-    result = subprocess.run(
+    result = run_django_tests_unchecked(label, tmp_path, **extra)
+    assert result.returncode == 0, f"manage.py test {label} failed:\n{result.stdout}"
+    assert "\nOK" in result.stdout, result.stdout
+    return result.stdout
+
+
+def run_django_tests_unchecked(
+    label: str, tmp_path: Path, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``manage.py test label`` and return the finished process."""
+    return subprocess.run(
         [
             sys.executable,
             "-W",
@@ -71,9 +82,6 @@ def run_django_tests(label: str, tmp_path: Path, **extra: str) -> str:
         text=True,
         timeout=SUITE_TIMEOUT,
     )
-    assert result.returncode == 0, f"manage.py test {label} failed:\n{result.stdout}"
-    assert "\nOK" in result.stdout, result.stdout
-    return result.stdout
 
 
 def copy_project(destination: Path) -> Path:

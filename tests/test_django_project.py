@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.django_support import run_django_tests
+from tests.django_support import run_django_tests, run_django_tests_unchecked
 
 
 def test_live_server_testcase_serves_auth_sessions_origin_checks_and_models(
@@ -35,3 +35,15 @@ def test_allowed_hosts_origins_system_checks_commands_and_db_helpers(
     tmp_path: Path,
 ) -> None:
     run_django_tests("chat.tests.test_setup", tmp_path)
+
+
+def test_live_server_testcase_refuses_an_in_memory_sqlite_test_database(
+    tmp_path: Path,
+) -> None:
+    result = run_django_tests_unchecked(
+        "chat.tests.test_live.LiveServerTests", tmp_path, TESTPROJECT_TEST_DB=":memory:"
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stdout, result.stdout
+    assert "cannot open the in-memory SQLite database 'default'" in result.stdout
+    assert "['TEST']['NAME'] to a file path" in result.stdout
