@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from achannels.layers.redis import RedisChannelLayer
 from tests.django_support import PROJECT_DIR, manage_command, project_env
 from tests.redis_support import require_redis, unique_prefix
@@ -94,23 +96,32 @@ async def send_and_await_reply(
         await layer.close()
 
 
-async def test_runworker_runs_channel_name_router_consumer_for_layer_message(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    "command",
+    [
+        manage_command("runworker", "testproject-tasks"),
+        [
+            str(Path(sys.executable).with_name("achannels")),
+            "worker",
+            "testproject.asgi:application",
+            "testproject-tasks",
+        ],
+    ],
+    ids=["manage.py runworker", "achannels worker with DJANGO_SETTINGS_MODULE"],
+)
+async def test_worker_runs_channel_name_router_consumer_for_layer_message(
+    tmp_path: Path, command: list[str]
 ) -> None:
     url, prefix = require_redis(), unique_prefix()
     env = project_env(
         tmp_path, TESTPROJECT_REDIS_URL=url, TESTPROJECT_REDIS_PREFIX=prefix
     )
-    log = tmp_path / "runworker.log"
-    with running(
-        manage_command("runworker", "testproject-tasks"), PROJECT_DIR, env, log
-    ) as worker:
+    log = tmp_path / "worker.log"
+    with running(command, PROJECT_DIR, env, log) as worker:
         reply = await send_and_await_reply(url, prefix, "testproject-tasks", "hi")
         assert reply == {"type": "task.done", "text": "hi", "pid": worker.pid}
         worker.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(worker.wait, DEADLINE) == 0, log.read_text()
-    output = log.read_text()
-    assert "Running worker for channels ['testproject-tasks']" in output
 
 
 async def test_achannels_worker_script_handles_layer_message_without_django(

@@ -69,9 +69,6 @@ def _load_application(path: str) -> Any:
             f"APP must look like 'module:attribute' (e.g. 'myapp.asgi:application'), "
             f"got {path!r}"
         )
-    # Like uvicorn, look for the application module in the current directory.
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -97,6 +94,10 @@ def _worker(options: argparse.Namespace) -> int:
     from achannels.layers import get_channel_layer
     from achannels.worker import Worker
 
+    # Like uvicorn, find the application (and Django settings) in the current
+    # directory.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     _setup_django_if_configured()
     application = _load_application(options.app)
     layer = get_channel_layer(options.layer)

@@ -109,10 +109,10 @@ class Worker:
     async def _serve_channel(self, channel: str) -> None:
         queue: asyncio.Queue[Message] = asyncio.Queue(self.prefetch)
         await _all_or_none(
-            self.listener(channel, queue), self._run_instances(channel, queue)
+            self._listen(channel, queue), self._run_instances(channel, queue)
         )
 
-    async def listener(self, channel: str, queue: asyncio.Queue[Message]) -> None:
+    async def _listen(self, channel: str, queue: asyncio.Queue[Message]) -> None:
         """Move messages from ``channel`` on the layer to ``queue``."""
         while True:
             message = await self.channel_layer.receive(channel)
