@@ -6,11 +6,15 @@ STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 HOST ?= 127.0.0.1
 PORT ?= 8000
+CHAT := examples/chat
+REDIS_URL ?= redis://127.0.0.1:6379/0
 
 .PHONY: help venv run run-echo run-cluster test test-fast soak lint fmt typecheck bench bench-full clean
 
 help:
-	@echo "make run        serve the demo app on http://$(HOST):$(PORT)/"
+	@echo "make run        serve the chat demo on http://$(HOST):$(PORT)/"
+	@echo "make run-cluster  the chat demo on 2 uvicorn workers sharing rooms via Redis"
+	@echo "make run-echo   serve the minimal echo example"
 	@echo "make test       lint, type-check and run the whole test suite"
 	@echo "make soak       the long soak sizes (run by .ci/run)"
 	@echo "make lint       ruff check + ruff format --check"
@@ -27,7 +31,19 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	@echo "achannels demo: open http://$(HOST):$(PORT)/"
+	cd $(CHAT) && $(abspath $(BIN))/python manage.py migrate --noinput -v 0
+	@echo "achannels chat demo: open http://$(HOST):$(PORT)/ (in-memory layer; Ctrl-C stops it)"
+	cd $(CHAT) && REDIS_URL= $(abspath $(BIN))/uvicorn chat_project.asgi:application --host $(HOST) --port $(PORT)
+
+run-cluster: $(STAMP)
+	@$(BIN)/python -c "import redis, sys; redis.Redis.from_url(sys.argv[1], socket_connect_timeout=2).ping()" "$(REDIS_URL)" \
+	  || { echo "make run-cluster needs a Redis server at $(REDIS_URL) (set REDIS_URL=...)"; exit 1; }
+	cd $(CHAT) && $(abspath $(BIN))/python manage.py migrate --noinput -v 0
+	@echo "achannels chat demo: open http://$(HOST):$(PORT)/ (2 uvicorn workers sharing rooms through $(REDIS_URL))"
+	cd $(CHAT) && REDIS_URL=$(REDIS_URL) $(abspath $(BIN))/uvicorn chat_project.asgi:application --host $(HOST) --port $(PORT) --workers 2
+
+run-echo: $(STAMP)
+	@echo "achannels echo example: open http://$(HOST):$(PORT)/"
 	$(BIN)/uvicorn --app-dir examples/echo app:application --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
