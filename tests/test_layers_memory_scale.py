@@ -1,8 +1,10 @@
 """InMemoryChannelLayer at scale: no operation scans every channel or group.
 
-These are smoke guards with generous deadlines, not benchmarks (see
-``benchmarks/bench_memory_layer.py``): a scan of 100,000 channels per
-operation would blow them by orders of magnitude.
+These are smoke guards, not benchmarks (see
+``benchmarks/bench_memory_layer.py``): the same operations are timed on an
+empty layer and on one with 100,000 live channels, in CPU time of this
+process so other processes on a busy machine do not count. A scan of 100,000
+channels per operation would make the ratio thousands; the bound is 20.
 """
 
 from __future__ import annotations
@@ -39,7 +41,29 @@ async def fill(layer: InMemoryChannelLayer, count: int) -> None:
         await layer.send(f"idle.{number}", {"type": "idle"})
 
 
+#: Most a 100,000-channel layer may be slower than an empty one.
+MAX_SLOWDOWN = 20.0
+
+
+async def timed_operations(layer: InMemoryChannelLayer) -> float:
+    """CPU seconds for 1,000 round trips, 5 group_sends to 1,000 members and
+    1,000 receives of what they sent."""
+    for number in range(1000):
+        await layer.group_add("big", f"member.{number}")
+    start = time.process_time()
+    for _ in range(1000):
+        await layer.send("hot", {"type": "m", "text": "x"})
+        await layer.receive("hot")
+    for _ in range(5):
+        await layer.group_send("big", {"type": "news"})
+    for number in range(1000):
+        assert await layer.receive(f"member.{number}") == {"type": "news"}
+    return time.process_time() - start
+
+
 async def test_send_receive_and_group_send_stay_fast_with_100k_channels() -> None:
+    baseline = await timed_operations(make_layer(Clock()))
+
     clock = Clock()
     layer = make_layer(clock)
     await fill(layer, ALIVE)
@@ -47,24 +71,11 @@ async def test_send_receive_and_group_send_stay_fast_with_100k_channels() -> Non
     clock.now = 30.0
     for number in range(1000):
         await layer.group_add(f"other.{number}", f"idle.{number}")
-    for number in range(1000):
-        await layer.group_add("big", f"member.{number}")
     assert len(layer.channels) == ALIVE
-
-    start = time.perf_counter()
-    for _ in range(1000):
-        await layer.send("hot", {"type": "m", "text": "x"})
-        await layer.receive("hot")
-    for _ in range(5):
-        await layer.group_send("big", {"type": "news"})
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, f"1,000 round trips + 5 group_sends took {elapsed:.2f}s"
-
-    start = time.perf_counter()
-    for number in range(1000):
-        assert await layer.receive(f"member.{number}") == {"type": "news"}
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, f"1,000 receives took {elapsed:.2f}s"
+    loaded = await timed_operations(layer)
+    assert loaded < MAX_SLOWDOWN * max(baseline, 0.01), (
+        f"with {ALIVE:,} channels: {loaded:.3f}s CPU against {baseline:.3f}s empty"
+    )
 
 
 async def test_expiry_of_100k_channels_costs_only_what_expires() -> None:
@@ -74,17 +85,13 @@ async def test_expiry_of_100k_channels_costs_only_what_expires() -> None:
     clock.now = 30.0
     await layer.send("late", {"type": "m"})
     clock.now = 60.0  # every idle message is due, "late" is not
-    start = time.perf_counter()
+    start = time.process_time()
     await layer.send("trigger", {"type": "m"})
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert sorted(layer.channels) == ["late", "trigger"]
-    assert elapsed < 2.0, f"expiring 100,000 messages took {elapsed:.2f}s"
-    # Nothing is due now: operations are cheap again.
-    start = time.perf_counter()
-    for _ in range(1000):
-        await layer.send("hot", {"type": "m"})
-        await layer.receive("hot")
-    assert time.perf_counter() - start < 1.0
+    # About 0.3 s here: O(n log n) for the n that expired. A quadratic
+    # expiry would take minutes.
+    assert elapsed < 5.0, f"expiring 100,000 messages took {elapsed:.2f}s CPU"
 
 
 async def test_group_expiry_of_many_memberships_leaves_live_ones() -> None:
