@@ -66,5 +66,15 @@ test-fast: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m pytest -m soak -v
 
+# The benchmarks run in their own environment: Channels and channels_redis
+# are installed there to compare against, never into achannels' dependencies.
+bench:
+	sh benchmarks/setup.sh
+	benchmarks/.venv/bin/python -m benchmarks.run --quick
+
+bench-full:
+	sh benchmarks/setup.sh
+	benchmarks/.venv/bin/python -m benchmarks.run --out docs/benchmarks
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist
