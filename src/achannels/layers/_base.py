@@ -10,12 +10,12 @@ from __future__ import annotations
 import fnmatch
 import re
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeAlias
 
 from .._types import Message
 
-__all__ = ["BaseChannelLayer", "CapacityPatterns", "ChannelCapacity"]
+__all__ = ["BaseChannelLayer", "CapacityPatterns", "ChannelCapacity", "KnownNames"]
 
 #: What ``channel_capacity`` accepts: glob strings (``"websocket.send*"``) or
 #: compiled regular expressions mapped to a capacity, as a mapping or as an
@@ -34,6 +34,29 @@ _NAME_CHARS = "ASCII letters, digits, '-', '_' or '.'"
 # newline that ``$`` would let through: Channels accepted both by accident.
 _CHANNEL_NAME = re.compile(r"[a-zA-Z\d\-_.]+(![\w\-.]*)?", re.ASCII)
 _GROUP_NAME = re.compile(r"[a-zA-Z\d\-_.]+", re.ASCII)
+
+
+class KnownNames(set[str]):
+    """Names that already passed validation.
+
+    The same few channel and group names come back on every message, and a
+    set lookup is far cheaper than the regex, so hot paths write
+    ``if name.__class__ is not str or name not in known: known.learn(name)``.
+    Bounded: it starts over once it holds ``limit`` names.
+    """
+
+    def __init__(self, validate: Callable[[Any], object], limit: int = 10_000) -> None:
+        super().__init__()
+        self._validate = validate
+        self._limit = limit
+
+    def learn(self, name: object) -> None:
+        """Validate ``name`` (raising what the validator raises) and remember it."""
+        self._validate(name)
+        assert isinstance(name, str)
+        if len(self) >= self._limit:
+            self.clear()
+        self.add(name)
 
 
 def _shown(value: object) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..exceptions import ChannelFull
-from ._base import BaseChannelLayer, ChannelCapacity
+from ._base import BaseChannelLayer, ChannelCapacity, KnownNames
 from ._redis_bridge import bridged, on_throwaway_loop, run_bridged
 from ._redis_connection import Lane
 from ._redis_hosts import consistent_hash, decode_hosts
@@ -111,7 +111,7 @@ class RedisChannelLayer(BaseChannelLayer):
             "group_send skipped %d channel(s) at capacity (latest group %r); "
             "their consumers are not keeping up"
         )
-        self._valid_channels: set[str] = set()
+        self._valid_channels = KnownNames(self.require_valid_channel_name)
         self._states: PerLoop[_LoopState] = PerLoop(
             lambda: _LoopState(self), _LoopState.aclose
         )
@@ -123,10 +123,7 @@ class RedisChannelLayer(BaseChannelLayer):
         # A consumer sends and receives on the same few names all its life:
         # validate each name once, not per message.
         if type(channel) is not str or channel not in self._valid_channels:
-            self.require_valid_channel_name(channel)
-            if len(self._valid_channels) >= 10_000:
-                self._valid_channels.clear()
-            self._valid_channels.add(channel)
+            self._valid_channels.learn(channel)
 
     # Helpers
 

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._base import BaseChannelLayer
+from ._base import BaseChannelLayer, KnownNames
 from ._redis_bridge import bridged, on_throwaway_loop, run_bridged
 from ._redis_connection import Lane
 from ._redis_hosts import consistent_hash, decode_hosts
@@ -145,7 +145,7 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
             symmetric_encryption_keys=symmetric_encryption_keys,
             max_message_size=max_message_size,
         )
-        self._valid_channels: set[str] = set()
+        self._valid_channels = KnownNames(self.require_valid_channel_name)
         self._states: PerLoop[_LoopState] = PerLoop(
             lambda: _LoopState(self), _LoopState.aclose
         )
@@ -157,10 +157,7 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
         # A consumer sends and receives on the same few names all its life:
         # validate each name once, not per message.
         if type(channel) is not str or channel not in self._valid_channels:
-            self.require_valid_channel_name(channel)
-            if len(self._valid_channels) >= 10_000:
-                self._valid_channels.clear()
-            self._valid_channels.add(channel)
+            self._valid_channels.learn(channel)
 
     def serialize(self, message: Message) -> bytes:
         """Return ``message`` as channels_redis would publish it."""

@@ -31,7 +31,7 @@ from typing import Any
 
 from .._types import Message
 from ..exceptions import ChannelFull
-from ._base import BaseChannelLayer, ChannelCapacity
+from ._base import BaseChannelLayer, ChannelCapacity, KnownNames
 from ._copy import copy_message, snapshot_message
 
 __all__ = ["InMemoryChannelLayer"]
@@ -39,8 +39,6 @@ __all__ = ["InMemoryChannelLayer"]
 logger = logging.getLogger(__name__)
 
 _LETTERS = string.ascii_letters
-#: How many validated names each layer remembers before starting over.
-_KNOWN_NAMES_LIMIT = 10_000
 
 
 class _Shared:
@@ -169,24 +167,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._group_check_at = math.inf
         self._full_skipped = 0
         self._full_log_at = -math.inf
-        # Names already validated: the same channel and group names come back
-        # on every message, and a set lookup is cheaper than the regex.
-        self._known_channels: set[str] = set()
-        self._known_groups: set[str] = set()
-
-    def _learn_channel(self, name: object) -> None:
-        self.require_valid_channel_name(name)
-        assert isinstance(name, str)
-        if len(self._known_channels) >= _KNOWN_NAMES_LIMIT:
-            self._known_channels.clear()
-        self._known_channels.add(name)
-
-    def _learn_group(self, name: object) -> None:
-        self.require_valid_group_name(name)
-        assert isinstance(name, str)
-        if len(self._known_groups) >= _KNOWN_NAMES_LIMIT:
-            self._known_groups.clear()
-        self._known_groups.add(name)
+        self._known_channels = KnownNames(self.require_valid_channel_name)
+        self._known_groups = KnownNames(self.require_valid_group_name)
 
     # Time and expiry
 
@@ -248,7 +230,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         key), and :class:`~achannels.exceptions.ChannelFull` when the channel
         already holds its capacity of messages."""
         if channel.__class__ is not str or channel not in self._known_channels:
-            self._learn_channel(channel)
+            self._known_channels.learn(channel)
         if message.__class__ is not dict:
             self.require_valid_message(message)
         item, _ = snapshot_message(message)
@@ -280,7 +262,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         :class:`TypeError` for an invalid channel name.
         """
         if channel.__class__ is not str or channel not in self._known_channels:
-            self._learn_channel(channel)
+            self._known_channels.learn(channel)
         self._now()
         queue = self.channels.get(channel)
         if queue is None:
@@ -452,7 +434,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         group name, a non-dict message or a value that cannot be copied.
         """
         if group.__class__ is not str or group not in self._known_groups:
-            self._learn_group(group)
+            self._known_groups.learn(group)
         if message.__class__ is not dict:
             self.require_valid_message(message)
         snapshot, flat = snapshot_message(message)
