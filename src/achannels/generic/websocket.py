@@ -69,10 +69,26 @@ class _WebsocketEdge:
     _raw_send: Send
     scope: Scope
 
-    def _init_edge(self) -> None:
+    # The mixin sits first in both consumers' MRO: `super()` below is
+    # SyncConsumer or AsyncConsumer.
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         if self.groups is None:
             self.groups = []
         self._state = ConnectionState()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._raw_send = self._state.tracking(send)
+        await super().__call__(scope, receive, self._raw_send)  # type: ignore[misc]
+
+    async def _run(self, sources: list[Callable[[], Awaitable[Message]]]) -> None:
+        await run_connection(
+            self._state,
+            self._raw_send,
+            lambda: super(_WebsocketEdge, self)._run(sources),  # type: ignore[misc]
+            self.dispatch,  # type: ignore[attr-defined]
+            self.scope.get("path", "?"),
+        )
 
     def _frame_too_large(self, message: Message) -> bool:
         limit = self.max_message_size
@@ -119,23 +135,6 @@ def _denial_events(
 class WebsocketConsumer(_WebsocketEdge, SyncConsumer):
     """Synchronous WebSocket consumer; handlers run in the connection's
     worker thread. Override ``connect``, ``receive`` and ``disconnect``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_edge()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._raw_send = self._state.tracking(send)
-        await super().__call__(scope, receive, self._raw_send)
-
-    async def _run(self, sources: list[Callable[[], Awaitable[Message]]]) -> None:
-        await run_connection(
-            self._state,
-            self._raw_send,
-            lambda: super(WebsocketConsumer, self)._run(sources),
-            self.dispatch,
-            self.scope.get("path", "?"),
-        )
 
     def websocket_connect(self, message: Message) -> None:
         """Join ``groups``, then call ``connect()``; Accept/DenyConnection
@@ -252,23 +251,6 @@ class JsonWebsocketConsumer(WebsocketConsumer):
 class AsyncWebsocketConsumer(_WebsocketEdge, AsyncConsumer):
     """Asynchronous WebSocket consumer. Override ``connect``, ``receive`` and
     ``disconnect``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_edge()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._raw_send = self._state.tracking(send)
-        await super().__call__(scope, receive, self._raw_send)
-
-    async def _run(self, sources: list[Callable[[], Awaitable[Message]]]) -> None:
-        await run_connection(
-            self._state,
-            self._raw_send,
-            lambda: super(AsyncWebsocketConsumer, self)._run(sources),
-            self.dispatch,
-            self.scope.get("path", "?"),
-        )
 
     async def websocket_connect(self, message: Message) -> None:
         """Join ``groups``, then call ``connect()``; Accept/DenyConnection
