@@ -15,12 +15,14 @@ one line each, so tests read it from the server's output.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import json
 import logging
 import os
 import sys
 import time
+import tracemalloc
 import weakref
 from typing import Any
 from urllib.parse import parse_qs
@@ -211,21 +213,62 @@ async def _json_response(send: Send, payload: Any, status: int = 200) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+try:
+    _libc: ctypes.CDLL | None = ctypes.CDLL("libc.so.6")
+except OSError:  # not glibc
+    _libc = None
+
+
+def _malloc_trim() -> None:
+    # glibc keeps freed memory in its heaps; giving it back to the system
+    # makes RSS count what is still in use rather than past peaks.
+    if _libc is not None:
+        _libc.malloc_trim(0)
+
+
+_traced: list[tracemalloc.Snapshot] = []
+
+
+def _trace(command: str) -> list[str]:
+    # For hunting a leak: "start" takes a baseline, "diff" lists the source
+    # lines whose allocations grew most since then.
+    if command == "start":
+        tracemalloc.start(10)
+        _traced[:] = [tracemalloc.take_snapshot()]
+        return []
+    if command == "diff" and _traced:
+        stats = tracemalloc.take_snapshot().compare_to(_traced[0], "traceback")
+        return [
+            f"{stat.size_diff:+d} B {stat.count_diff:+d} blocks\n"
+            + "\n".join(stat.traceback.format())
+            for stat in stats[:15]
+        ]
+    return []
+
+
 async def introspect(scope: Scope, receive: Receive, send: Send) -> None:
     """The server's own numbers, after a garbage collection: tasks, live
-    consumers, layer state (in-memory layer) and RSS in bytes."""
+    consumers, layer state (in-memory layer) and RSS in bytes.
+    ``?trace=start`` / ``?trace=diff`` start tracemalloc / add the biggest
+    allocation growths since the start under ``"trace"``."""
     layer = get_channel_layer()
     if isinstance(layer, InMemoryChannelLayer):
         # Any layer call drops what expired by now; this one changes nothing.
         await layer.group_discard("introspect", "introspect.probe")
     gc.collect()
+    _malloc_trim()
     payload = {
         # Minus this request's own task.
         "tasks": len(asyncio.all_tasks()) - 1,
         "consumers": len(LIVE_CONSUMERS),
         "rss": psutil.Process().memory_info().rss,
+        # Python objects' memory blocks in use: exact, unlike RSS.
+        "blocks": sys.getallocatedblocks(),
         **_memory_layer_numbers(layer),
     }
+    query = parse_qs(scope.get("query_string", b"").decode())
+    if "trace" in query:
+        payload["trace"] = _trace(query["trace"][0])
     await _json_response(send, payload)
 
 
