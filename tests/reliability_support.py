@@ -29,6 +29,7 @@ __all__ = [
     "StalledClient",
     "closed_with",
     "fetch_json",
+    "handshake_status",
     "server_numbers",
     "wait_for_numbers",
 ]
@@ -133,3 +134,39 @@ class StalledClient:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+def _handshake_status(
+    host: str, port: int, path: str, headers: list[tuple[str, str]]
+) -> int:
+    with socket.create_connection((host, port), TIMEOUT) as sock:
+        sock.settimeout(TIMEOUT)
+        key = base64.b64encode(os.urandom(16)).decode()
+        lines = [
+            f"GET {path} HTTP/1.1",
+            f"Host: {host}:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
+            *(f"{name}: {value}" for name, value in headers),
+        ]
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        response = b""
+        while b"\r\n" not in response:
+            chunk = sock.recv(1024)
+            if not chunk:
+                raise ConnectionError(f"no response to the handshake: {response!r}")
+            response += chunk
+    return int(response.split(b" ", 2)[1])
+
+
+async def handshake_status(
+    server: RunningServer, path: str, headers: list[tuple[str, str]]
+) -> int:
+    """Open a WebSocket handshake to ``path`` with exactly ``headers`` added
+    (repeats and odd bytes included) and return the HTTP status: 101 when
+    accepted."""
+    return await asyncio.to_thread(
+        _handshake_status, server.host, server.port, path, headers
+    )

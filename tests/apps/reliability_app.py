@@ -37,6 +37,7 @@ from achannels.generic.websocket import (
 )
 from achannels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
 from achannels.routing import ProtocolTypeRouter, URLRouter, path
+from achannels.security.websocket import OriginValidator
 
 report = logging.getLogger("reliability_app")
 report.setLevel(logging.INFO)
@@ -158,6 +159,17 @@ class Announcer(Tracked, AsyncWebsocketConsumer):
 
     async def note_message(self, event: Message) -> None:
         await self.send(text_data=event["text"])
+
+
+#: Origins ``ws/origin/`` accepts: one host on any port and scheme, a domain
+#: with its subdomains, and one exact scheme, host and port.
+ALLOWED_ORIGINS = ["example.com", ".example.org", "https://secure.example.net:8443"]
+
+
+class Welcome(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        await self.accept()
+        await self.send(text_data="welcome")
 
 
 class Boom(Tracked, AsyncWebsocketConsumer):
@@ -312,6 +324,7 @@ application = ProtocolTypeRouter(
                 path("ws/limited/", LimitedEcho.as_asgi()),
                 path("ws/member/<str:group>/", Member.as_asgi()),
                 path("ws/announce/", Announcer.as_asgi()),
+                path("ws/origin/", OriginValidator(Welcome.as_asgi(), ALLOWED_ORIGINS)),
                 path("ws/boom/", Boom.as_asgi()),
                 path("ws/linger/<int:n>/", Linger.as_asgi()),
             ]
