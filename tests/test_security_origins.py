@@ -114,6 +114,6 @@ async def test_other_headers_cannot_stand_in_for_origin(server: RunningServer) -
         ("Sec-WebSocket-Origin", "https://example.com"),
         ("Referer", "https://example.com/chat"),
         ("X-Forwarded-Host", "example.com"),
-        ("Host", "example.com"),
+        ("Forwarded", "host=example.com;proto=https"),
     ]
     assert await handshake_status(server, ROUTE, headers) == 403
