@@ -72,7 +72,7 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
 def _login(server: RunningServer) -> str:
     with urllib.request.urlopen(f"{server.url}/login/", timeout=TIMEOUT) as response:
         assert response.status == 200
-        cookie = response.headers["Set-Cookie"]
+        cookie: str = response.headers["Set-Cookie"]
     name_value = cookie.split(";", 1)[0]
     assert name_value.startswith("sessionid="), cookie
     return name_value
