@@ -104,6 +104,14 @@ class BaseChannelLayer:
         self.channel_capacity: CapacityPatterns = self.compile_capacities(
             channel_capacity or {}
         )
+        self._known_channels = KnownNames(self.require_valid_channel_name)
+        self._known_groups = KnownNames(self.require_valid_group_name)
+
+    def _require_known_channel(self, name: str) -> None:
+        """Validate ``name`` unless it already passed: a consumer sends and
+        receives on the same few names all its life."""
+        if name.__class__ is not str or name not in self._known_channels:
+            self._known_channels.learn(name)
 
     # Capacities
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..exceptions import ChannelFull
-from ._base import BaseChannelLayer, ChannelCapacity, KnownNames
+from ._base import BaseChannelLayer, ChannelCapacity
 from ._redis_bridge import bridged, on_throwaway_loop, run_bridged
 from ._redis_connection import Lane
 from ._redis_hosts import consistent_hash, decode_hosts
@@ -111,19 +111,12 @@ class RedisChannelLayer(BaseChannelLayer):
             "group_send skipped %d channel(s) at capacity (latest group %r); "
             "their consumers are not keeping up"
         )
-        self._valid_channels = KnownNames(self.require_valid_channel_name)
         self._states: PerLoop[_LoopState] = PerLoop(
             lambda: _LoopState(self), _LoopState.aclose
         )
 
     def __str__(self) -> str:
         return f"{type(self).__name__}(hosts={self.hosts})"
-
-    def _require_channel(self, channel: str) -> None:
-        # A consumer sends and receives on the same few names all its life:
-        # validate each name once, not per message.
-        if type(channel) is not str or channel not in self._valid_channels:
-            self._valid_channels.learn(channel)
 
     # Helpers
 
@@ -174,7 +167,7 @@ class RedisChannelLayer(BaseChannelLayer):
         if on_throwaway_loop():
             return await run_bridged(self, self.send(channel, message))
         self._check_message(message)
-        self._require_channel(channel)
+        self._require_known_channel(channel)
         bang = channel.find("!")
         if bang >= 0:
             message = {**message, RESERVED_KEY: channel}
@@ -208,7 +201,7 @@ class RedisChannelLayer(BaseChannelLayer):
         """
         if on_throwaway_loop():
             return await run_bridged(self, self.receive(channel))
-        self._require_channel(channel)
+        self._require_known_channel(channel)
         receiver = self._states.get().receiver
         bang = channel.find("!")
         if bang < 0:

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._base import BaseChannelLayer, KnownNames
+from ._base import BaseChannelLayer
 from ._redis_bridge import bridged, on_throwaway_loop, run_bridged
 from ._redis_connection import Lane
 from ._redis_hosts import consistent_hash, decode_hosts
@@ -145,19 +145,12 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
             symmetric_encryption_keys=symmetric_encryption_keys,
             max_message_size=max_message_size,
         )
-        self._valid_channels = KnownNames(self.require_valid_channel_name)
         self._states: PerLoop[_LoopState] = PerLoop(
             lambda: _LoopState(self), _LoopState.aclose
         )
 
     def __str__(self) -> str:
         return f"{type(self).__name__}(hosts={self.hosts})"
-
-    def _require_channel(self, channel: str) -> None:
-        # A consumer sends and receives on the same few names all its life:
-        # validate each name once, not per message.
-        if type(channel) is not str or channel not in self._valid_channels:
-            self._valid_channels.learn(channel)
 
     def serialize(self, message: Message) -> bytes:
         """Return ``message`` as channels_redis would publish it."""
@@ -186,7 +179,7 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
         """
         if on_throwaway_loop():
             return await run_bridged(self, self.send(channel, message))
-        self._require_channel(channel)
+        self._require_known_channel(channel)
         await self._publish(channel, message)
 
     @bridged
@@ -210,7 +203,7 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
         (as channels_redis does: a consumer that stops receiving is gone)."""
         if on_throwaway_loop():
             return await run_bridged(self, self.receive(channel))
-        self._require_channel(channel)
+        self._require_known_channel(channel)
         state = self._states.get()
         if channel not in state.channels:
             await self._subscribe_channel(state, channel)

@@ -31,7 +31,7 @@ from typing import Any
 
 from .._types import Message
 from ..exceptions import ChannelFull
-from ._base import BaseChannelLayer, ChannelCapacity, KnownNames
+from ._base import BaseChannelLayer, ChannelCapacity
 from ._copy import copy_message, snapshot_message
 
 __all__ = ["InMemoryChannelLayer"]
@@ -167,8 +167,6 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._group_check_at = math.inf
         self._full_skipped = 0
         self._full_log_at = -math.inf
-        self._known_channels = KnownNames(self.require_valid_channel_name)
-        self._known_groups = KnownNames(self.require_valid_group_name)
 
     # Time and expiry
 
