@@ -19,6 +19,12 @@ from .layers import get_channel_layer
 __all__ = ["AsyncConsumer", "SyncConsumer", "concurrent", "get_handler_name"]
 
 
+# Message type -> handler name, for types already seen: a consumer sees the
+# same few types all its life. Bounded so hostile types cannot grow it.
+_handler_names: dict[str, str] = {}
+_HANDLER_NAMES_LIMIT = 1_000
+
+
 def get_handler_name(message: Message) -> str:
     """Return the handler method name for ``message``: its ``type`` with
     ``.`` replaced by ``_``.
@@ -44,6 +50,9 @@ def get_handler_name(message: Message) -> str:
         raise ValueError(
             f"Malformed type in message (leading underscore): {message_type!r}"
         )
+    if len(_handler_names) >= _HANDLER_NAMES_LIMIT:
+        _handler_names.clear()
+    _handler_names[message_type] = handler_name
     return handler_name
 
 
@@ -129,7 +138,12 @@ class AsyncConsumer:
 
     async def dispatch(self, message: Message) -> None:
         """Call the handler for ``message``; ``ValueError`` if there is none."""
-        name = get_handler_name(message)
+        try:
+            if message.__class__ is not dict:
+                raise TypeError  # anything unusual takes the validating path
+            name = _handler_names[message["type"]]
+        except (KeyError, TypeError):
+            name = get_handler_name(message)  # validates, then remembers
         handler = getattr(self, name, None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")

@@ -174,7 +174,7 @@ class WebsocketConsumer(_WebsocketEdge, SyncConsumer):
             super().send(event)
 
     def websocket_receive(self, message: Message) -> None:
-        if self._frame_too_large(message):
+        if self.max_message_size is not None and self._frame_too_large(message):
             self.close(CLOSE_MESSAGE_TOO_BIG)
         elif message.get("text") is not None:
             self.receive(text_data=message["text"])
@@ -290,10 +290,12 @@ class AsyncWebsocketConsumer(_WebsocketEdge, AsyncConsumer):
             await self.base_send(event)
 
     async def websocket_receive(self, message: Message) -> None:
-        if self._frame_too_large(message):
+        # The per-frame path: plain checks inline, helpers only when needed.
+        text = message.get("text")
+        if self.max_message_size is not None and self._frame_too_large(message):
             await self.close(CLOSE_MESSAGE_TOO_BIG)
-        elif message.get("text") is not None:
-            await self.receive(text_data=message["text"])
+        elif text is not None:
+            await self.receive(text_data=text)
         else:
             await self.receive(bytes_data=message["bytes"])
 
@@ -309,7 +311,10 @@ class AsyncWebsocketConsumer(_WebsocketEdge, AsyncConsumer):
         close: bool | int = False,
     ) -> None:
         """Send a text or binary frame; ``close`` (True or a code) closes after."""
-        await self.base_send(send_event(text_data, bytes_data))
+        if text_data is not None:  # the common case, without a helper call
+            await self.base_send({"type": "websocket.send", "text": text_data})
+        else:
+            await self.base_send(send_event(text_data, bytes_data))
         if close:
             await self.close(close)
 
