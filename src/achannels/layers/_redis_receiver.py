@@ -130,6 +130,14 @@ class Receiver:
             target = message.pop(RESERVED_KEY, name)
             if isinstance(target, str):
                 local.deliver(target, message, now)
+            elif not isinstance(target, list) or not all(
+                isinstance(channel, str) for channel in target
+            ):
+                # Not written by a layer (Redis is shared): raising here
+                # would end this pump and every receive() of the process.
+                _unreadable.count(
+                    1, self._prefix + name, f"{RESERVED_KEY} is {target!r:.80}"
+                )
             elif len(target) == 1:
                 local.deliver(target[0], message, now)
             else:
