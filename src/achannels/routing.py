@@ -317,14 +317,18 @@ class URLRouter:
                 scope, path_remaining=rest, url_route={"args": args, "kwargs": kwargs}
             )
             if not wraps_router:
-                return await app(inner_scope, receive, send)
+                break
             try:
                 return await app(inner_scope, receive, send)
             except _NoRouteFound:
                 continue
-        if nested:
-            raise _NoRouteFound(f"No route found for path {path.lstrip('/')!r}.")
-        raise ValueError(f"No route found for path {path.lstrip('/')!r}.")
+        else:
+            if nested:
+                raise _NoRouteFound(f"No route found for path {path.lstrip('/')!r}.")
+            raise ValueError(f"No route found for path {path.lstrip('/')!r}.")
+        # Awaited after the loop: awaiting inside it would keep the route
+        # generator alive (a few hundred bytes) for the connection's lifetime.
+        return await app(inner_scope, receive, send)
 
 
 class ChannelNameRouter:
