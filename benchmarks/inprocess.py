@@ -33,13 +33,14 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from benchmarks.servers import REPO_ROOT
 
 __all__ = ["APPS", "FakeConnection", "measure", "run_all"]
 
+T = TypeVar("T")
 Message = dict[str, Any]
 App = Callable[[dict[str, Any], Callable[[], Awaitable[Message]], Any], Awaitable[None]]
 
@@ -229,6 +230,19 @@ def run_all(systems: list[str], sizes: dict[str, int]) -> dict[str, dict[str, fl
     return results
 
 
+def _run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop when installed, as uvicorn does by default."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    loop = uvloop.new_event_loop()
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        loop.close()
+
+
 def _profile(system: str, what: str, sizes: dict[str, int]) -> None:
     app = load_app(system)
 
@@ -242,7 +256,7 @@ def _profile(system: str, what: str, sizes: dict[str, int]) -> None:
 
     profiler = cProfile.Profile()
     profiler.enable()
-    asyncio.run(go())
+    _run_loop(go())
     profiler.disable()
     pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(25)
 
@@ -257,7 +271,8 @@ def main() -> None:
     sizes = {k: max(1, int(v * args.scale)) for k, v in SIZES.items()}
     systems = [s for s in args.systems.split(",") if s]
     if args.json:
-        print(json.dumps(asyncio.run(measure(systems[0], json.loads(args.json)))))
+        figures = _run_loop(measure(systems[0], json.loads(args.json)))
+        print(json.dumps(figures))
         return
     if args.profile:
         for system in systems:

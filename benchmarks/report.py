@@ -30,7 +30,13 @@ __all__ = [
     "markdown",
 ]
 
-NAMES = {"achannels": "achannels", "channels": "Channels 4.3", "raw": "hand-written"}
+NAMES = {
+    "achannels": "achannels",
+    "achannels-b": "achannels (B)",
+    "channels": "Channels 4.3",
+    "raw": "hand-written",
+}
+ORDER = ("achannels", "achannels-b", "channels", "raw")
 PACKAGES = (
     "achannels", "channels", "channels-redis", "Django", "asgiref", "uvicorn",
     "hypercorn", "websockets", "wsproto", "httptools", "uvloop", "redis",
@@ -301,7 +307,7 @@ def _mark(met: bool | None) -> str:
 def markdown(results: dict[str, Any]) -> str:
     """The results as Markdown: per scenario, each system's figure, the
     ratios and the target; then latency and CPU detail."""
-    systems = [s for s in ("achannels", "channels", "raw") if s in results["systems"]]
+    systems = [s for s in ORDER if s in results["systems"]]
     grouped = _group(results["cells"])
     out: list[str] = []
     for scenario, title, unit in SECTIONS:
@@ -311,12 +317,14 @@ def markdown(results: dict[str, Any]) -> str:
         present = [s for s in systems if any(s in grouped[k] for k in keys)]
         out += [f"### {title}", "", f"{unit}.", ""]
         head = ["where", "size", *[NAMES[s] for s in present]]
-        ratio_cols = []
-        if "raw" in present:
-            ratio_cols.append(("raw", "achannels / hand-written"))
-        if "channels" in present:
-            ratio_cols.append(("channels", "achannels / Channels"))
-        head += [label for _, label in ratio_cols] + ["target"]
+        ratio_cols = [
+            (mine, baseline, f"{NAMES[mine]} / {NAMES[baseline]}")
+            for mine in ("achannels", "achannels-b")
+            if mine in present
+            for baseline in ("raw", "channels")
+            if baseline in present
+        ]
+        head += [label for _, _, label in ratio_cols] + ["target"]
         out.append("| " + " | ".join(head) + " |")
         out.append(
             "| " + " | ".join(["---", "---"] + ["---:"] * (len(head) - 2)) + " |"
@@ -339,9 +347,9 @@ def markdown(results: dict[str, Any]) -> str:
                             1 if scale != 1 else 0,
                         )
                     )
-            ours = cells.get("achannels")
             verdicts = []
-            for baseline, _ in ratio_cols:
+            for mine, baseline, _ in ratio_cols:
+                ours = cells.get(mine)
                 ratio, cpu_ratio = compare(ours, cells.get(baseline))
                 text = "-" if ratio is None else f"{ratio:.2f}"
                 if cpu_ratio is not None:
@@ -349,7 +357,8 @@ def markdown(results: dict[str, Any]) -> str:
                 row.append(text)
                 for target in TARGETS:
                     if (
-                        ours
+                        mine == "achannels"
+                        and ours
                         and target.baseline == baseline
                         and target.applies(scenario, key[1], ours["params"])
                         and ratio is not None
@@ -505,7 +514,12 @@ def _load(load: Any) -> str:
 
 # -- charts ---------------------------------------------------------------------
 
-COLOURS = {"achannels": "#2b7bba", "channels": "#d9822b", "raw": "#7a7a7a"}
+COLOURS = {
+    "achannels": "#2b7bba",
+    "achannels-b": "#6fb6e8",
+    "channels": "#d9822b",
+    "raw": "#7a7a7a",
+}
 
 
 def charts(results: dict[str, Any], out: Path) -> list[str]:
@@ -519,7 +533,7 @@ def charts(results: dict[str, Any], out: Path) -> list[str]:
     except ImportError:
         return []
     grouped = _group(results["cells"])
-    systems = [s for s in ("achannels", "channels", "raw") if s in results["systems"]]
+    systems = [s for s in ORDER if s in results["systems"]]
     written = []
 
     def bars(

@@ -34,7 +34,14 @@ from typing import Any
 
 from benchmarks import report
 from benchmarks.layers import redis_url
-from benchmarks.servers import REPO_ROOT, RunningServer, cpu_plan, start_servers
+from benchmarks.servers import (
+    AB_SOURCE_ENV,
+    AB_SYSTEM,
+    REPO_ROOT,
+    RunningServer,
+    cpu_plan,
+    start_servers,
+)
 
 __all__ = ["FULL", "QUICK", "SMOKE", "Sizes", "main", "run_suite"]
 
@@ -123,17 +130,20 @@ class Worker:
     """A worker subprocess (load generator or layer runner) speaking the
     JSON-lines job protocol of ``benchmarks._jobs``."""
 
-    def __init__(self, module: str, cores: set[int], name: str) -> None:
+    def __init__(
+        self, module: str, cores: set[int], name: str, source: str | None = None
+    ) -> None:
         self.module = module
         self.cores = cores
         self.name = name
+        self.source = source  # a source tree to import achannels from first
         self.proc: asyncio.subprocess.Process | None = None
         self.log = tempfile.TemporaryFile()
 
     async def start(self) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+            p for p in (self.source, str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
         )
         cores = self.cores
         self.proc = await asyncio.create_subprocess_exec(
@@ -434,7 +444,15 @@ async def run_layer_scenarios(
     systems: Sequence[str], sizes: Sizes, cores: set[int], redis_note: str | None
 ) -> list[Cell]:
     systems = [s for s in systems if s != "raw"]
-    workers = {s: Worker("benchmarks.layers", cores, f"layers-{s}") for s in systems}
+    workers = {
+        s: Worker(
+            "benchmarks.layers",
+            cores,
+            f"layers-{s}",
+            os.environ[AB_SOURCE_ENV] if s == AB_SYSTEM else None,
+        )
+        for s in systems
+    }
     cells: list[Cell] = []
     try:
         for worker in workers.values():
@@ -442,7 +460,7 @@ async def run_layer_scenarios(
         for backend, op, params in layer_plan(sizes, redis_note):
             jobs = {
                 s: {
-                    "system": s,
+                    "system": "achannels" if s == AB_SYSTEM else s,
                     "backend": backend,
                     "op": op,
                     "duration": sizes.layer_duration,
@@ -535,6 +553,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode.add_argument("--quick", action="store_true", help="under a minute")
     mode.add_argument("--smoke", action="store_true", help="tiny sizes (tests)")
     parser.add_argument("--slices", type=int, help="alternating slices per cell")
+    parser.add_argument(
+        "--duration", type=float, help="seconds per echo/connrate/layer slice"
+    )
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
@@ -545,17 +566,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(default: benchmarks/results/ for --quick; nothing for --smoke)",
     )
     parser.add_argument("--no-charts", action="store_true")
+    parser.add_argument(
+        "--ab",
+        type=Path,
+        metavar="SRC",
+        help="also run achannels from the source tree SRC (the directory "
+        "holding the achannels package) as system achannels-b, interleaved "
+        "with the rest: an A/B test of a change",
+    )
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     if args.slices:
         sizes = replace(sizes, slices=args.slices)
+    if args.duration:
+        sizes = replace(
+            sizes,
+            echo_duration=args.duration,
+            connrate_duration=args.duration,
+            layer_duration=args.duration,
+        )
     out = args.out
     if out is None and not args.smoke:
         out = REPO_ROOT / "benchmarks" / "results" / sizes.name
+    systems = args.systems.split(",")
+    if args.ab:
+        os.environ[AB_SOURCE_ENV] = str(args.ab.resolve())
+        systems.insert(
+            systems.index("achannels") + 1 if "achannels" in systems else 0, AB_SYSTEM
+        )
     results = asyncio.run(
         run_suite(
             sizes,
-            systems=args.systems.split(","),
+            systems=systems,
             servers=args.servers.split(","),
             scenarios=args.scenarios.split(","),
         )

@@ -20,6 +20,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 __all__ = [
+    "AB_SOURCE_ENV",
+    "AB_SYSTEM",
     "APPS",
     "SERVERS",
     "RunningServer",
@@ -38,6 +40,11 @@ APPS = {
     "channels": "benchmarks.apps.channels_app:app",
     "raw": "benchmarks.apps.raw_app:app",
 }
+
+#: The optional A/B system: achannels from another source tree (set by
+#: ``run.py --ab DIR``), served with that tree first on ``PYTHONPATH``.
+AB_SYSTEM = "achannels-b"
+AB_SOURCE_ENV = "ACHANNELS_BENCH_AB_SRC"
 
 #: server name -> how it is configured (recorded in the results)
 SERVERS = {
@@ -216,11 +223,17 @@ def start_servers(
             for system, server in pairs:
                 port = free_port()
                 log = Path(tmp) / f"{system}-{server}.log"
+                app, system_env = APPS.get(system, APPS["achannels"]), env
+                if system == AB_SYSTEM:
+                    system_env = dict(env)
+                    system_env["PYTHONPATH"] = os.pathsep.join(
+                        (os.environ[AB_SOURCE_ENV], env["PYTHONPATH"])
+                    )
                 with log.open("wb") as sink:
                     proc = subprocess.Popen(
-                        command(server, APPS[system], port),
+                        command(server, app, port),
                         cwd=REPO_ROOT,
-                        env=env,
+                        env=system_env,
                         stdout=sink,
                         stderr=subprocess.STDOUT,
                         preexec_fn=_child_setup,
