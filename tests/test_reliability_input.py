@@ -19,6 +19,7 @@ from achannels.exceptions import MessageTooLarge
 from achannels.generic.websocket import (
     AsyncJsonWebsocketConsumer,
     AsyncWebsocketConsumer,
+    WebsocketConsumer,
 )
 from achannels.layers import BaseChannelLayer, InMemoryChannelLayer, channel_layers
 from achannels.testing import WebsocketCommunicator
@@ -132,6 +133,10 @@ class Listener(AsyncWebsocketConsumer):
         ({"type": "_secret"}, "Malformed type in message (leading underscore)"),
         ({"type": "._secret"}, "Malformed type in message (leading underscore)"),
         ({"type": "no.such.handler"}, "No handler for message type no.such.handler"),
+        # Attributes that are not methods are not handlers either.
+        ({"type": "scope"}, "No handler for message type scope"),
+        ({"type": "channel.name"}, "No handler for message type channel.name"),
+        ({"type": "groups"}, "No handler for message type groups"),
         ({"type": 42}, "it must be a string"),
         ({"type": None}, "it must be a string"),
     ],
@@ -156,6 +161,26 @@ async def test_bad_layer_message_closes_1011_with_clear_value_error(
     await layer.send(other_channel, {"type": "chat.message", "text": "fine"})
     assert await other.receive_from() == "fine"
     await other.disconnect()
+
+
+class SyncListener(WebsocketConsumer):
+    def connect(self) -> None:
+        self.accept()
+        self.send(text_data=self.channel_name)
+
+
+@pytest.mark.usefixtures("memory_layer")
+async def test_sync_consumer_non_method_type_is_value_error_too() -> None:
+    communicator = WebsocketCommunicator(SyncListener.as_asgi(), "/ws/")
+    assert (await communicator.connect())[0]
+    channel = await communicator.receive_from()
+    await channel_layers["default"].send(channel, {"type": "scope"})
+    assert await communicator.receive_output() == {
+        "type": "websocket.close",
+        "code": 1011,
+    }
+    with pytest.raises(ValueError, match="No handler for message type scope"):
+        await communicator.receive_output()
 
 
 # Names and messages at the layer

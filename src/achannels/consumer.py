@@ -145,7 +145,9 @@ class AsyncConsumer:
         except (KeyError, TypeError):
             name = get_handler_name(message)  # validates, then remembers
         handler = getattr(self, name, None)
-        if handler is None:
+        # A type naming an attribute that is no method ("scope", "groups")
+        # has no handler either, rather than a "not callable" TypeError.
+        if handler is None or not callable(handler):
             raise ValueError(f"No handler for message type {message['type']}")
         if self._handler_pool is not None and name in self._concurrent_handlers:
             await self._handler_pool.start(handler, message)
@@ -202,7 +204,7 @@ class SyncConsumer(AsyncConsumer):
 
     def _dispatch_sync(self, message: Message) -> None:
         handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
+        if handler is None or not callable(handler):
             raise ValueError(f"No handler for message type {message['type']}")
         close_old_connections()
         try:
