@@ -4,7 +4,8 @@ members, faults, shutdown, and a route that reports the server's own numbers.
 Environment:
 
 - ``RELIABILITY_LAYER``: ``memory`` (default) or ``redis``;
-- ``RELIABILITY_REDIS_URL`` and ``RELIABILITY_REDIS_PREFIX`` for ``redis``;
+- ``RELIABILITY_REDIS_URL``, ``RELIABILITY_REDIS_PREFIX`` and
+  ``RELIABILITY_REDIS_KEYS`` (comma-separated encryption keys) for ``redis``;
 - ``RELIABILITY_CAPACITY``: channel capacity (default 100);
 - ``RELIABILITY_EXPIRY``: message expiry in seconds (default 60).
 
@@ -78,6 +79,11 @@ def _layer_config() -> dict[str, Any]:
                 "prefix": os.environ.get("RELIABILITY_REDIS_PREFIX", "asgi"),
                 "capacity": capacity,
                 "expiry": int(expiry),
+                "symmetric_encryption_keys": [
+                    key
+                    for key in os.environ.get("RELIABILITY_REDIS_KEYS", "").split(",")
+                    if key
+                ],
             },
         }
     return {
