@@ -15,6 +15,7 @@ process's receiving.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -235,21 +236,23 @@ async def redis_layer() -> AsyncIterator[RedisChannelLayer]:
 
 
 async def test_message_with_bad_channel_field_is_dropped_and_receiving_goes_on(
-    redis_layer: RedisChannelLayer,
+    redis_layer: RedisChannelLayer, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Regression: an int here ended the pump, and with it every receive()
-    # of the process on its specific channels, without a word. (Drops are
-    # logged at most once a minute per process, so the log is not checked.)
+    # of the process on its specific channels, without a word.
     channel = await redis_layer.new_channel()
     key = redis_layer.prefix + redis_layer.non_local_name(channel)
     client = redis.Redis.from_url(require_redis())
     try:
-        for target in (5, None, {"a": 1}, [1, 2], [[channel]]):
-            body = packb({"type": "x", "__asgi_channel__": target})
-            client.zadd(key, {b"\0" * 12 + body: time.time()})
-        await redis_layer.send(channel, {"type": "genuine"})
-        received = await asyncio.wait_for(redis_layer.receive(channel), TIMEOUT)
+        with caplog.at_level(logging.WARNING, logger="achannels"):
+            for target in (5, None, {"a": 1}, [1, 2], [[channel]]):
+                body = packb({"type": "x", "__asgi_channel__": target})
+                client.zadd(key, {b"\0" * 12 + body: time.time()})
+            await redis_layer.send(channel, {"type": "genuine"})
+            received = await asyncio.wait_for(redis_layer.receive(channel), TIMEOUT)
         assert received == {"type": "genuine"}
+        # Reported once (per layer and minute), naming the field.
+        assert "__asgi_channel__ is 5" in caplog.text
     finally:
         client.close()
 

@@ -31,7 +31,7 @@ Message = dict[str, Any]
 #: Carries the target channel name(s) inside a stored message.
 RESERVED_KEY = "__asgi_channel__"
 
-_unreadable = Reporter(
+_UNREADABLE = (
     "Dropped %d message(s) that could not be read (latest on %r: %s); check "
     "symmetric_encryption_keys and serializer_format across processes"
 )
@@ -55,6 +55,8 @@ class Receiver:
         self.local = LocalChannels(capacity_of, expiry)
         self._pumps: dict[tuple[int, str], tuple[Pump, asyncio.Task[None]]] = {}
         self._swept_at = time.monotonic()
+        # Per receiver, so one layer's drops never silence another's report.
+        self._unreadable = Reporter(_UNREADABLE)
 
     def receiving_locally(self) -> bool:
         """Return whether a pump reads a process-specific key on this loop."""
@@ -117,7 +119,7 @@ class Receiver:
         try:
             return self._serializer.deserialize(data)
         except (DecryptionError, ValueError) as error:
-            _unreadable.count(1, key, error)
+            self._unreadable.count(1, key, error)
             return None
 
     def _deliver(self, name: str, entries: list[Entry]) -> list[Entry]:
@@ -135,7 +137,7 @@ class Receiver:
             ):
                 # Not written by a layer (Redis is shared): raising here
                 # would end this pump and every receive() of the process.
-                _unreadable.count(
+                self._unreadable.count(
                     1, self._prefix + name, f"{RESERVED_KEY} is {target!r:.80}"
                 )
             elif len(target) == 1:
