@@ -30,12 +30,20 @@ __all__ = [
     "closed_with",
     "fetch_json",
     "handshake_status",
+    "report",
     "server_numbers",
     "wait_for_numbers",
 ]
 
 APP = "tests.apps.reliability_app:application"
 TIMEOUT = 10.0
+
+
+def report(capsys: pytest.CaptureFixture[str], text: str) -> None:
+    """Print a measured figure even when output is captured (the docs quote
+    them from ``make soak`` and test runs)."""
+    with capsys.disabled():
+        print(f"\n[figures] {text}")
 
 
 async def closed_with(ws: ClientConnection) -> tuple[int | None, str | None]:

@@ -25,6 +25,7 @@ from tests.reliability_support import (
     TIMEOUT,
     closed_with,
     fetch_json,
+    report,
     wait_for_numbers,
 )
 from tests.servers import RunningServer, serve
@@ -62,7 +63,7 @@ async def send_note(server: RunningServer, channel: str, text: str) -> None:
 
 
 async def test_redis_restart_under_live_server_errors_clearly_then_recovers(
-    redis_server: PrivateRedis,
+    redis_server: PrivateRedis, capsys: pytest.CaptureFixture[str]
 ) -> None:
     env = {
         "RELIABILITY_LAYER": "redis",
@@ -88,7 +89,8 @@ async def test_redis_restart_under_live_server_errors_clearly_then_recovers(
             started = time.monotonic()
             await alice.send("during")
             assert (await closed_with(alice))[0] == 1011
-            assert time.monotonic() - started < FAIL_FAST
+            failed_after = time.monotonic() - started
+            assert failed_after < FAIL_FAST
             output = await asyncio.to_thread(
                 server.wait_for_output, "Redis channel layer cannot reach"
             )
@@ -103,8 +105,10 @@ async def test_redis_restart_under_live_server_errors_clearly_then_recovers(
             redis_server.start()
 
             # The idle consumer's receive loop resumed by itself.
+            started = time.monotonic()
             await send_note(server, idle_channel, "back")
             assert await recv(idle) == "back"
+            resumed_after = time.monotonic() - started
             # New members meet in a group again.
             async with (
                 connect(member, open_timeout=TIMEOUT) as carol,
@@ -117,6 +121,12 @@ async def test_redis_restart_under_live_server_errors_clearly_then_recovers(
                 await bob.send("bob is fine")
                 assert [await recv(carol), await recv(dave)] == ["bob is fine"] * 2
         output = await asyncio.to_thread(server.stop)
+    report(
+        capsys,
+        f"Redis killed under a live server: the handler needing it closed 1011 "
+        f"after {failed_after:.2f}s; after the restart an idle consumer got a "
+        f"message {resumed_after:.2f}s after the first try",
+    )
     assert "reliability layer closed" in output
     for complaint in ("Task was destroyed", "unclosed", "was never awaited"):
         assert complaint not in output, output

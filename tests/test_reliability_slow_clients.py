@@ -20,6 +20,7 @@ from tests.reliability_support import (
     TIMEOUT,
     StalledClient,
     fetch_json,
+    report,
     server_numbers,
     wait_for_numbers,
 )
@@ -65,7 +66,7 @@ async def broadcast_round(
 
 
 async def test_stalled_member_never_blocks_group_send_and_memory_stays_bounded(
-    server: RunningServer,
+    server: RunningServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     member = "/ws/member/room/"
     async with connect(
@@ -81,6 +82,15 @@ async def test_stalled_member_never_blocks_group_send_and_memory_stays_bounded(
             slowest = max(slowest, await broadcast_round(server, fast, 600))
             second = await server_numbers(server)
 
+            report(
+                capsys,
+                f"{server.kind}: stalled member; slowest group_send "
+                f"{slowest * 1000:.2f} ms; pending {first['queued']} after 200 "
+                f"frames, {second['queued']} after 600 more (capacity "
+                f"{CAPACITY}); RSS {first['rss'] / 2**20:.1f} MiB -> "
+                f"{second['rss'] / 2**20:.1f} MiB while "
+                f"{600 * FRAME / 2**20:.0f} MiB went to the group",
+            )
             # The caller never waited on the stalled member.
             assert slowest < 0.1, slowest
             # What waits for the stalled member is at most its capacity.
