@@ -1,29 +1,31 @@
 """The dispatch loop: feeds a consumer its messages one at a time, in order.
 
-A consumer listens to the client (the ASGI ``receive``) and, when it has a
-channel layer, to its own layer channel. Each source gets a pump that awaits
-it and hands the message to ``dispatch`` when it has the turn, so:
+A consumer listens to the client (the ASGI ``receive``) and, once its layer
+channel is in use (``channel_name`` was read), to that channel too:
 
-- handlers never overlap (the turn), and each source's messages keep their
-  order (one pump per source, turns taken first come, first served);
-- a client message costs no extra task hop: its pump awaits ``receive`` and
-  dispatches in the same task;
-- the first pump to end (``StopConsumer`` or an error) ends the loop, and the
-  other pump is cancelled and awaited before the loop returns.
-
-With a single source there is nothing to interleave, so no task is created.
+- the client's messages are awaited and dispatched in the consumer's own
+  task: no task hop, and no extra task at all for a consumer that never uses
+  its channel;
+- every other source gets a pump task that awaits it and dispatches when it
+  has the turn, so handlers never overlap and each source's messages keep
+  their order (turns are taken first come, first served);
+- the first failure ends the loop: a pump that fails cancels the consumer's
+  task out of ``receive``, which raises the pump's error; every pump is
+  cancelled and awaited before the loop ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from ._types import Message
 
-__all__ = ["Turn", "dispatch_in_order"]
+__all__ = ["InOrderDispatcher", "Turn", "dispatch_in_order"]
 
 Source = Callable[[], Awaitable[Message]]
 Dispatch = Callable[[Message], Awaitable[None]]
@@ -40,7 +42,16 @@ class Turn:
         self._busy = False
         # Invariant: a waiter exists only while the turn is busy; release
         # hands the turn straight to the next waiter, so nobody can overtake.
-        self._waiting: deque[asyncio.Future[None]] = deque()
+        # Created on first wait: most turns never see one, and an empty deque
+        # costs 600 bytes, per connection here.
+        self._waiting: deque[asyncio.Future[None]] | None = None
+
+    def take_nowait(self) -> bool:
+        """Take the turn if it is free; return whether it was."""
+        if self._busy:
+            return False
+        self._busy = True
+        return True
 
     async def take(self) -> None:
         """Wait for the turn and take it."""
@@ -48,6 +59,8 @@ class Turn:
             self._busy = True
             return
         waiter = asyncio.get_running_loop().create_future()
+        if self._waiting is None:
+            self._waiting = deque()
         self._waiting.append(waiter)
         try:
             await waiter
@@ -61,46 +74,114 @@ class Turn:
 
     def give_back(self) -> None:
         """Release the turn to the longest waiter, or free it."""
-        while self._waiting:
-            waiter = self._waiting.popleft()
+        waiting = self._waiting
+        while waiting:
+            waiter = waiting.popleft()
             if not waiter.done():
                 waiter.set_result(None)
                 return
         self._busy = False
 
 
+class InOrderDispatcher:
+    """Dispatches what the client sends (``run``) and what sources added at
+    any time (``add_source``) return, one message at a time."""
+
+    __slots__ = ("_closed", "_dispatch", "_failure", "_main", "_pumps", "_turn")
+
+    def __init__(self, dispatch: Dispatch) -> None:
+        self._dispatch = dispatch
+        self._turn = Turn()
+        self._pumps: list[asyncio.Task[None]] = []
+        self._failure: BaseException | None = None
+        self._main: asyncio.Task[Any] | None = None
+        self._closed = False
+
+    def add_source(self, source: Source) -> None:
+        """Also dispatch what ``source`` returns, from a pump task, until the
+        loop ends; ignored once it has ended. Call it from the loop's thread."""
+        if self._closed:
+            return
+        pump = asyncio.ensure_future(self._pump(source))
+        self._pumps.append(pump)
+        pump.add_done_callback(self._pump_ended)
+
+    async def _pump(self, source: Source) -> None:
+        turn = self._turn
+        while True:
+            message = await source()
+            if self._closed:
+                continue  # the consumer is gone: drain, see run()
+            if not turn.take_nowait():
+                await turn.take()
+            try:
+                if not self._closed:
+                    await self._dispatch(message)
+            finally:
+                turn.give_back()
+
+    def _pump_ended(self, pump: asyncio.Task[None]) -> None:
+        if pump.cancelled() or self._failure is not None:
+            return
+        self._failure = pump.exception()
+        if self._failure is not None and self._main is not None:
+            self._main.cancel()  # out of receive(); run() raises the failure
+
+    async def run(self, receive: Source) -> None:
+        """Dispatch until a handler or source raises; raise that, after
+        cancelling and awaiting every pump. Never returns normally."""
+        self._main = asyncio.current_task()
+        turn = self._turn
+        try:
+            if self._failure is not None:
+                raise self._failure
+            while True:
+                message = await receive()
+                if not turn.take_nowait():
+                    await turn.take()
+                try:
+                    await self._dispatch(message)
+                finally:
+                    turn.give_back()
+        except asyncio.CancelledError:
+            if self._failure is None or not _only_our_cancel():
+                raise
+            raise self._failure from None
+        finally:
+            self._closed = True
+            self._main = None
+            pumps = self._pumps
+            if pumps:
+                # A pump cancelled while the layer hands it a message puts
+                # the message back, and a dead channel would keep it until it
+                # expires. One turn of the loop lets each pump take what was
+                # handed or queued to it, drop it and wait again, empty.
+                await asyncio.sleep(0)
+                for pump in pumps:
+                    pump.cancel()
+                # No handler outlives its consumer.
+                await asyncio.wait(pumps)
+
+
+def _only_our_cancel() -> bool:
+    """Whether the cancellation being handled is only the one a failing pump
+    requested (it is then undone), not also one from outside."""
+    if sys.version_info < (3, 11):
+        return True  # no cancellation counts to tell them apart
+    task = asyncio.current_task()
+    assert task is not None
+    return task.uncancel() == 0
+
+
 async def dispatch_in_order(sources: Sequence[Source], dispatch: Dispatch) -> None:
-    """Dispatch messages from ``sources`` one at a time until a handler raises.
+    """Dispatch messages from ``sources`` one at a time until a handler raises;
+    the first source is awaited in the calling task, the others in pumps.
 
     Never returns normally: it ends by raising what a source or ``dispatch``
     raised (``StopConsumer`` for a clean end), after cancelling every task it
     started.
     """
-    if len(sources) == 1:
-        receive = sources[0]
-        while True:
-            await dispatch(await receive())
-
-    turn = Turn()
-
-    async def pump(source: Source) -> None:
-        while True:
-            message = await source()
-            await turn.take()
-            try:
-                await dispatch(message)
-            finally:
-                turn.give_back()
-
-    pumps = [asyncio.ensure_future(pump(source)) for source in sources]
-    try:
-        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in pumps:
-            task.cancel()
-        # Wait for the cancelled pumps so no handler outlives its consumer.
-        await asyncio.wait(pumps)
-        # The first pump that ended decides the consumer's fate; reading every
-        # outcome also keeps asyncio from warning about unretrieved errors.
-        outcomes = [task.exception() for task in pumps if not task.cancelled()]
-    raise next(exc for exc in outcomes if exc is not None)
+    dispatcher = InOrderDispatcher(dispatch)
+    for source in sources[1:]:
+        dispatcher.add_source(source)
+    await dispatcher.run(sources[0])

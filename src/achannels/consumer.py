@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
@@ -10,7 +11,7 @@ from asgiref.sync import SyncToAsync, ThreadSensitiveContext, async_to_sync
 
 from . import DEFAULT_CHANNEL_LAYER
 from ._concurrency import CONCURRENT_MARK, HandlerPool, concurrent
-from ._dispatch import dispatch_in_order
+from ._dispatch import InOrderDispatcher
 from ._django import close_old_connections
 from ._types import ChannelLayerProtocol, Message, Receive, Scope, Send
 from .exceptions import StopConsumer
@@ -97,8 +98,6 @@ class AsyncConsumer:
 
     scope: Scope
     channel_layer: ChannelLayerProtocol | None
-    channel_name: str
-    channel_receive: Callable[[], Awaitable[Message]]
     base_send: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -106,33 +105,100 @@ class AsyncConsumer:
         # that so `as_asgi(**initkwargs)` works with consumers written for it.
         self.channel_layer = None
         self._handler_pool: HandlerPool | None = None
+        self._dispatcher: InOrderDispatcher | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._channel_name: str | None = None
+        self._listening = False
+
+    @property
+    def channel_name(self) -> str:
+        """This consumer's channel on its layer; ``AttributeError`` without
+        a layer.
+
+        The consumer starts listening on the channel the first time anyone
+        reads its name: until then nobody can know it, so nothing can be sent
+        to it, and a consumer that never uses its channel costs no listener
+        task (nor, in the in-memory layer, a queue).
+        """
+        if self._channel_name is None:
+            raise AttributeError(
+                f"{type(self).__name__} has no channel_name: no channel layer "
+                f"is configured for alias {self.channel_layer_alias!r}"
+            )
+        if not self._listening:
+            self._listen()
+        return self._channel_name
+
+    @channel_name.setter
+    def channel_name(self, name: str) -> None:
+        self._channel_name = name
+        self._listening = False
+
+    @property
+    def channel_receive(self) -> Callable[[], Awaitable[Message]]:
+        """Receive the next message on this consumer's channel."""
+        if self.channel_layer is None:
+            raise AttributeError(f"{type(self).__name__} has no channel layer")
+        return functools.partial(self.channel_layer.receive, self.channel_name)
+
+    def _listen(self) -> None:
+        dispatcher, loop = self._dispatcher, self._loop
+        if dispatcher is None or loop is None:
+            return  # not running yet: the first read after the start listens
+        self._listening = True
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            dispatcher.add_source(self.channel_receive)
+        else:
+            # Read by a sync handler in its worker thread; the layer keeps
+            # whatever arrives before the listener starts.
+            loop.call_soon_threadsafe(dispatcher.add_source, self.channel_receive)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the consumer for one connection until it stops."""
         self.scope = scope
+        self._loop = asyncio.get_running_loop()
+        self._dispatcher = InOrderDispatcher(self.dispatch)
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        sources: list[Callable[[], Awaitable[Message]]] = [receive]
-        if self.channel_layer is not None:
+        if self.channel_layer is not None and self._channel_name is None:
             self.channel_name = await self.channel_layer.new_channel()
-            self.channel_receive = functools.partial(
-                self.channel_layer.receive, self.channel_name
-            )
-            sources.append(self.channel_receive)
+        send = self._wrap_send(send)
         self.base_send = async_to_sync(send) if self._sync else send
         try:
-            await self._run(sources)
+            await self._run([receive])
         except StopConsumer:
             pass
 
-    async def _run(self, sources: list[Callable[[], Awaitable[Message]]]) -> None:
-        """Dispatch until a handler raises; subclasses wrap this to add
-        connection-level cleanup."""
+    # The two hooks below are plain methods returning what is awaited, not
+    # coroutines awaiting it: an idle connection keeps one coroutine frame
+    # per level of its call chain, a few hundred bytes each.
+
+    def _wrap_send(self, send: Send) -> Send:
+        """The server's ``send`` as this consumer uses it (subclasses wrap
+        it to watch the connection)."""
+        return send
+
+    def _run(self, sources: list[Callable[[], Awaitable[Message]]]) -> Awaitable[None]:
+        """Dispatch until a handler raises (the returned awaitable does);
+        subclasses wrap this to add connection-level cleanup."""
+        dispatcher = self._dispatcher
+        assert dispatcher is not None, "__call__ creates the dispatcher first"
+        for source in sources[1:]:
+            dispatcher.add_source(source)
         if not self._concurrent_handlers:
-            await dispatch_in_order(sources, self.dispatch)
-            return
+            return dispatcher.run(sources[0])
+        return self._run_with_pool(dispatcher, sources[0])
+
+    async def _run_with_pool(
+        self, dispatcher: InOrderDispatcher, receive: Callable[[], Awaitable[Message]]
+    ) -> None:
         self._handler_pool = pool = HandlerPool(self.max_concurrent_handlers)
+        dispatcher.add_source(pool.first_failure)
         try:
-            await dispatch_in_order([*sources, pool.first_failure], self.dispatch)
+            await dispatcher.run(receive)
         finally:
             await pool.aclose()
 

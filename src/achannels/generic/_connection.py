@@ -56,7 +56,14 @@ CLEANUP_TIMEOUT = 10.0
 class ConnectionState:
     """Where one WebSocket connection stands, as its consumer sees it."""
 
-    __slots__ = ("accepted", "client_gone", "closed", "connected", "disconnected")
+    __slots__ = (
+        "_send",
+        "accepted",
+        "client_gone",
+        "closed",
+        "connected",
+        "disconnected",
+    )
 
     def __init__(self) -> None:
         self.connected = False  # websocket.connect was handled
@@ -64,6 +71,7 @@ class ConnectionState:
         self.closed = False  # we sent websocket.close or an HTTP denial
         self.client_gone = False  # the client left, or a send to it failed
         self.disconnected = False  # websocket_disconnect has run
+        self._send: Send | None = None  # the server's send, once tracking
 
     @property
     def open(self) -> bool:
@@ -72,28 +80,34 @@ class ConnectionState:
     def tracking(self, send: Send) -> Send:
         """Wrap the server's ``send`` to record the connection's state and to
         drop sends that the server could only answer with an error."""
+        self._send = send
+        # A bound method rather than a closure: one small object per
+        # connection instead of a function and its cells.
+        return self._tracked_send
 
-        async def tracked_send(message: Message) -> None:
-            if self.closed or self.client_gone:
-                logger.debug("dropped %s: the socket is closed", message.get("type"))
-                return
-            message_type = message["type"]
-            if message_type == "websocket.accept":
-                self.accepted = True
-            elif message_type == "websocket.close" or (
-                message_type == "websocket.http.response.body"
-                and not message.get("more_body", False)
-            ):
-                self.closed = True
-            try:
-                await send(message)
-            except OSError:
-                # The client vanished mid-send (uvicorn raises
-                # ClientDisconnected, an OSError). Its websocket.disconnect
-                # is on its way; end quietly rather than crash the handler.
-                self.client_gone = True
-
-        return tracked_send
+    async def _tracked_send(self, message: Message) -> None:
+        if self.closed or self.client_gone:
+            logger.debug("dropped %s: the socket is closed", message.get("type"))
+            return
+        message_type = message["type"]
+        if message_type == "websocket.send":
+            pass  # the common case, tested first
+        elif message_type == "websocket.accept":
+            self.accepted = True
+        elif message_type == "websocket.close" or (
+            message_type == "websocket.http.response.body"
+            and not message.get("more_body", False)
+        ):
+            self.closed = True
+        send = self._send
+        assert send is not None, "tracking() sets the server's send first"
+        try:
+            await send(message)
+        except OSError:
+            # The client vanished mid-send (uvicorn raises
+            # ClientDisconnected, an OSError). Its websocket.disconnect
+            # is on its way; end quietly rather than crash the handler.
+            self.client_gone = True
 
 
 def accept_event(subprotocol: str | None, headers: Iterable[Any] | None) -> Message:
@@ -126,14 +140,15 @@ def close_event(code: int | bool | None, reason: str | None) -> Message:
 async def run_connection(
     state: ConnectionState,
     raw_send: Send,
-    run: Callable[[], Awaitable[None]],
+    run: Awaitable[None],
     dispatch: Callable[[Message], Awaitable[None]],
     path: str,
 ) -> None:
-    """Run a WebSocket consumer's dispatch loop with the edge guarantees."""
+    """Await a WebSocket consumer's dispatch loop (``run``) with the edge
+    guarantees."""
     end_code = CLOSE_ABNORMAL
     try:
-        await run()
+        await run
     except StopConsumer:
         raise
     except asyncio.CancelledError:

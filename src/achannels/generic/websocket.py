@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from asgiref.sync import async_to_sync
 
-from .._types import ChannelLayerProtocol, Message, Receive, Scope, Send
+from .._types import ChannelLayerProtocol, Message, Scope, Send
 from ..consumer import AsyncConsumer, SyncConsumer
 from ..exceptions import (
     AcceptConnection,
@@ -77,15 +77,17 @@ class _WebsocketEdge:
             self.groups = []
         self._state = ConnectionState()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    # Hooks of AsyncConsumer.__call__, plain methods rather than coroutines:
+    # an idle connection keeps a coroutine frame per level of its call chain.
+    def _wrap_send(self, send: Send) -> Send:
         self._raw_send = self._state.tracking(send)
-        await super().__call__(scope, receive, self._raw_send)  # type: ignore[misc]
+        return self._raw_send
 
-    async def _run(self, sources: list[Callable[[], Awaitable[Message]]]) -> None:
-        await run_connection(
+    def _run(self, sources: list[Callable[[], Awaitable[Message]]]) -> Awaitable[None]:
+        return run_connection(
             self._state,
             self._raw_send,
-            lambda: super(_WebsocketEdge, self)._run(sources),  # type: ignore[misc]
+            super()._run(sources),  # type: ignore[misc]
             self.dispatch,  # type: ignore[attr-defined]
             self.scope.get("path", "?"),
         )
