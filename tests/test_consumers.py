@@ -535,3 +535,51 @@ async def test_send_body_rejects_text() -> None:
     communicator = HttpCommunicator(Wrong.as_asgi(), "GET", "/")
     with pytest.raises(TypeError, match="Body must be bytes, got str"):
         await communicator.get_response()
+
+
+@pytest.mark.parametrize(
+    "message_type", ["dispatch", "send", "close", "accept", "channel_name"]
+)
+async def test_message_types_cannot_call_the_consumer_api(message_type: str) -> None:
+    calls: list[str] = []
+
+    class Guarded(AsyncWebsocketConsumer):
+        async def close(
+            self, code: int | bool | None = None, reason: str | None = None
+        ) -> None:
+            calls.append("close")
+            await super().close(code, reason)
+
+    communicator = ApplicationCommunicator(Guarded.as_asgi(), {"type": "websocket"})
+    await communicator.send_input({"type": "websocket.connect"})
+    assert await communicator.receive_output() == {
+        "type": "websocket.accept",
+        "subprotocol": None,
+    }
+    await communicator.send_input({"type": message_type})
+    with pytest.raises(ValueError, match="is not a message handler"):
+        await communicator.wait()
+    assert calls == []
+
+
+async def test_user_handlers_named_like_nothing_in_the_api_still_dispatch() -> None:
+    class Custom(AsyncConsumer):
+        async def websocket_connect(self, message: dict[str, Any]) -> None:
+            await self.send({"type": "websocket.accept"})
+
+        async def notify(self, message: dict[str, Any]) -> None:
+            await self.send({"type": "websocket.send", "text": "notified"})
+
+        async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+            raise StopConsumer()
+
+    communicator = ApplicationCommunicator(Custom.as_asgi(), {"type": "websocket"})
+    await communicator.send_input({"type": "websocket.connect"})
+    assert (await communicator.receive_output())["type"] == "websocket.accept"
+    await communicator.send_input({"type": "notify"})
+    assert await communicator.receive_output() == {
+        "type": "websocket.send",
+        "text": "notified",
+    }
+    await communicator.send_input({"type": "websocket.disconnect", "code": 1000})
+    await communicator.wait()

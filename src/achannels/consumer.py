@@ -81,9 +81,20 @@ class AsyncConsumer:
     max_concurrent_handlers: ClassVar[int] = 10
     # Names of the @concurrent handlers, found once per class, not per message.
     _concurrent_handlers: ClassVar[frozenset[str]] = frozenset()
+    # The consumer API that achannels' own classes define (send, close,
+    # dispatch, ...): no message type may call it. ASGI event handlers
+    # (websocket_*, http_*) are handlers, so they are not in it.
+    _not_handlers: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        cls._not_handlers = frozenset(
+            name
+            for base in cls.__mro__
+            if base.__module__.startswith("achannels.")
+            for name in vars(base)
+            if not name.startswith(("_", "websocket_", "http_"))
+        )
         cls._concurrent_handlers = frozenset(
             name
             for name in dir(cls)
@@ -202,19 +213,33 @@ class AsyncConsumer:
         finally:
             await pool.aclose()
 
-    async def dispatch(self, message: Message) -> None:
-        """Call the handler for ``message``; ``ValueError`` if there is none."""
+    def _handler_for(self, message: Message) -> tuple[str, Callable[..., Any]]:
+        """The handler method for ``message`` and its name; ``ValueError``
+        when there is none."""
         try:
             if message.__class__ is not dict:
                 raise TypeError  # anything unusual takes the validating path
             name = _handler_names[message["type"]]
         except (KeyError, TypeError):
             name = get_handler_name(message)  # validates, then remembers
+        if name in self._not_handlers:
+            # Channels would call e.g. send() or dispatch() with the message
+            # (dispatch recursing until RecursionError): a message type that
+            # came from the wire must never reach the consumer's own API.
+            raise ValueError(
+                f"No handler for message type {message['type']}: "
+                f"{type(self).__name__}.{name} is not a message handler"
+            )
         handler = getattr(self, name, None)
         # A type naming an attribute that is no method ("scope", "groups")
         # has no handler either, rather than a "not callable" TypeError.
         if handler is None or not callable(handler):
             raise ValueError(f"No handler for message type {message['type']}")
+        return name, handler
+
+    async def dispatch(self, message: Message) -> None:
+        """Call the handler for ``message``; ``ValueError`` if there is none."""
+        name, handler = self._handler_for(message)
         if self._handler_pool is not None and name in self._concurrent_handlers:
             await self._handler_pool.start(handler, message)
         else:
@@ -269,9 +294,7 @@ class SyncConsumer(AsyncConsumer):
         await _run_in_consumer_thread(self._dispatch_sync, message)
 
     def _dispatch_sync(self, message: Message) -> None:
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None or not callable(handler):
-            raise ValueError(f"No handler for message type {message['type']}")
+        _, handler = self._handler_for(message)
         close_old_connections()
         try:
             handler(message)
