@@ -42,7 +42,7 @@ Message = dict[str, Any]
 # ignores; configs are often copied between the two.
 _CORE_ONLY = {"group_expiry", "random_prefix_length", "channel_capacity"}
 
-_unreadable = Reporter(
+_UNREADABLE = (
     "Dropped %d pub/sub message(s) that could not be read (latest on %r: %s); "
     "check symmetric_encryption_keys and serializer_format across processes"
 )
@@ -63,6 +63,8 @@ class _LoopState:
         self.channels: set[str] = set()
         #: Group channel name to the local channels in the group.
         self.groups: dict[str, set[str]] = {}
+        # Per receiver, so one layer's drops never silence another's report.
+        self.unreadable = Reporter(_UNREADABLE)
 
     def subscriber(self, name: str) -> Subscriber:
         return self.subscribers[consistent_hash(name, len(self.subscribers))]
@@ -75,7 +77,7 @@ class _LoopState:
         try:
             message = self.layer._serializer.deserialize(data)
         except (DecryptionError, ValueError) as error:
-            _unreadable.count(1, name, error)
+            self.unreadable.count(1, name, error)
             return
         now = time.monotonic()
         if members is None:

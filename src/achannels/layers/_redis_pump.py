@@ -126,7 +126,17 @@ class Pump:
                     )
                     backoff.reset()
                 if entries:
-                    leftovers = self._deliver(entries)
+                    try:
+                        leftovers = self._deliver(entries)
+                    except Exception:
+                        # A delivery bug must not end the pump silently: every
+                        # receive() of this process would hang after it.
+                        logger.exception(
+                            "Dropped %d message(s) from %r: delivering them failed",
+                            len(entries),
+                            self.key,
+                        )
+                        leftovers = []
                     if leftovers:
                         await self._put_back(leftovers)
                 if self._tick is not None:
