@@ -40,6 +40,10 @@ Job = dict[str, Any]
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # Large enough that no member queue fills during a sender-only window.
 BENCH_CAPACITY = 1_000_000
+# Long enough that the "others" stay alive for the whole run: with the
+# default 60 s they expire mid-run, and a layer that scans every channel
+# (Channels') would look faster in later slices than in earlier ones.
+BENCH_EXPIRY = 3600
 
 
 def redis_url() -> str:
@@ -57,10 +61,10 @@ def make_memory_layer(system: str, capacity: int = BENCH_CAPACITY) -> Any:
     if system == "achannels":
         from achannels.layers.memory import InMemoryChannelLayer
 
-        return InMemoryChannelLayer(capacity=capacity)
+        return InMemoryChannelLayer(capacity=capacity, expiry=BENCH_EXPIRY)
     from channels.layers import InMemoryChannelLayer as ChannelsMemory
 
-    return ChannelsMemory(capacity=capacity)
+    return ChannelsMemory(capacity=capacity, expiry=BENCH_EXPIRY)
 
 
 async def populate(layer: Any, others: int) -> None:

@@ -133,15 +133,50 @@ def efficiency(cell: dict[str, Any]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _slice_rates(cell: dict[str, Any]) -> list[float | None]:
+    out: list[float | None] = []
+    for s in cell["slices"]:
+        if cell["scenario"] == "fanout" and s.get("time_to_last_s"):
+            out.append(
+                cell["params"]["clients"] / statistics.median(s["time_to_last_s"])
+            )
+        elif s.get("wall"):
+            out.append(s["count"] / s["wall"])
+        else:
+            out.append(None)
+    return out
+
+
+def _slice_efficiencies(cell: dict[str, Any]) -> list[float | None]:
+    return [
+        s["count"] / s["server_cpu"] if s.get("server_cpu") and s.get("count") else None
+        for s in cell["slices"]
+    ]
+
+
+def _paired(ours: list[float | None], base: list[float | None]) -> float | None:
+    """Median of the per-round ratios: slice i of each system comes from the
+    same round, minutes apart at most, so pairing them cancels slow drift
+    better than a ratio of two medians does."""
+    ratios = [a / b for a, b in zip(ours, base, strict=True) if a and b]
+    return statistics.median(ratios) if ratios else None
+
+
 def compare(
     ours: dict[str, Any] | None, base: dict[str, Any] | None
 ) -> tuple[float | None, float | None]:
-    """(throughput ratio, CPU-normalised ratio) of ``ours`` to ``base``; for
-    memory, the per-connection ratio and None."""
-    if ours is None or base is None:
+    """(throughput ratio, CPU-normalised ratio) of ``ours`` to ``base``: the
+    median of per-round ratios when both have the same slices, else the
+    ratio of the cells' figures. For memory: the per-connection ratio, None."""
+    if ours is None or base is None or ours.get("error") or base.get("error"):
         return None, None
-    return _ratio(figure(ours), figure(base)), _ratio(
-        efficiency(ours), efficiency(base)
+    if ours["scenario"] == "memory" or len(ours["slices"]) != len(base["slices"]):
+        return _ratio(figure(ours), figure(base)), _ratio(
+            efficiency(ours), efficiency(base)
+        )
+    return (
+        _paired(_slice_rates(ours), _slice_rates(base)),
+        _paired(_slice_efficiencies(ours), _slice_efficiencies(base)),
     )
 
 
@@ -245,6 +280,8 @@ SECTIONS = (
 def _fmt(value: float | None, digits: int = 0) -> str:
     if value is None:
         return "-"
+    if digits == 0 and abs(value) < 100:
+        digits = 1 if abs(value) >= 10 else 2  # small rates keep their digits
     return f"{value:,.{digits}f}"
 
 
