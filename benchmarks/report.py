@@ -24,6 +24,7 @@ __all__ = [
     "TARGETS",
     "Target",
     "charts",
+    "compact",
     "document",
     "figure",
     "machine_info",
@@ -188,11 +189,40 @@ def _percentile(values: list[int], q: float) -> float | None:
     return ordered[index] / 1000.0
 
 
+LATENCY_QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
+
+
 def latency_ms(cell: dict[str, Any], q: float) -> float | None:
+    """The ``q`` quantile of the cell's latencies (all slices pooled), in ms."""
+    stored = cell.get("latency_ms")
+    if stored is not None:  # a compacted document: see compact()
+        for name, quantile in LATENCY_QUANTILES.items():
+            if quantile == q:
+                value = stored.get(name)
+                return None if value is None else float(value)
     pooled: list[int] = []
     for s in cell["slices"]:
         pooled += s.get("latencies_us", [])
     return _percentile(pooled, q)
+
+
+def compact(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` with each cell's latency samples replaced by their
+    quantiles, small enough to commit (the samples run to tens of MB)."""
+    cells = []
+    for cell in results["cells"]:
+        cell = dict(cell)
+        if any("latencies_us" in s for s in cell["slices"]):
+            cell["latency_ms"] = {
+                name: latency_ms(cell, quantile)
+                for name, quantile in LATENCY_QUANTILES.items()
+            }
+            cell["slices"] = [
+                {k: v for k, v in s.items() if k != "latencies_us"}
+                for s in cell["slices"]
+            ]
+        cells.append(cell)
+    return {**results, "cells": cells}
 
 
 def cpu_pct(cell: dict[str, Any], key: str) -> float | None:
@@ -596,7 +626,10 @@ def charts(results: dict[str, Any], out: Path) -> list[str]:
             xs = [x + (i - (len(present) - 1) / 2) * width for x in range(len(keys))]
             ax.bar(xs, values, width, label=NAMES[system], color=COLOURS[system])
         ax.set_xticks(range(len(keys)))
-        ax.set_xticklabels([_tick(k) for k in keys], fontsize=8)
+        ax.set_xticklabels(
+            [_tick(k, next(iter(grouped[k].values()))["params"]) for k in keys],
+            fontsize=8,
+        )
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         if log:
@@ -625,10 +658,23 @@ def charts(results: dict[str, Any], out: Path) -> list[str]:
     return written
 
 
-def _tick(key: tuple[str, str, str]) -> str:
-    scenario, where, params = key
+_SHORT = {"clients": "clients", "members": "members", "connections": "conns"}
+
+
+def _short(params: dict[str, Any]) -> str:
+    """A chart label's size: the main parameter only (the others, such as
+    the channels kept alive, are the same across a chart)."""
+    for key, label in _SHORT.items():
+        if key in params:
+            return f"{params[key]:,} {label}"
+    return ""
+
+
+def _tick(key: tuple[str, str, str], params: dict[str, Any]) -> str:
+    scenario, where, _ = key
     label = scenario.removeprefix("layer.")
-    return f"{label}\n{where}\n{params}" if params else f"{label}\n{where}"
+    size = _short(params)
+    return f"{label}\n{where}\n{size}" if size else f"{label}\n{where}"
 
 
 def _ratio_chart(
@@ -637,26 +683,43 @@ def _ratio_chart(
     rows = [r for r in target_rows(results) if r["ratio"] is not None]
     if not rows:
         return
-    fig, ax = plt.subplots(figsize=(8, 0.38 * len(rows) + 1.2))
-    labels = [
-        f"{r['scenario'].removeprefix('layer.')} {r['where']} {r['params']} "
-        f"vs {NAMES[r['baseline']]}"
-        for r in rows
-    ]
+    fig, ax = plt.subplots(figsize=(9, 0.38 * len(rows) + 1.4))
+    labels = []
+    for r in rows:
+        cell = next(
+            c
+            for c in results["cells"]
+            if c["scenario"] == r["scenario"]
+            and c["where"] == r["where"]
+            and c["system"] == "achannels"
+            and _params_key(c["params"]) == r["params"]
+        )
+        size = _short(cell["params"])
+        labels.append(
+            f"{r['scenario'].removeprefix('layer.')} {r['where']}"
+            f"{' ' + size if size else ''} vs {NAMES[r['baseline']]}"
+        )
     ratios = [r["ratio"] for r in rows]
     colours = ["#3a9a4a" if r["met"] else "#c0392b" for r in rows]
-    ys = range(len(rows))
-    ax.barh(list(ys), ratios, color=colours)
+    ys = list(range(len(rows)))
+    ax.barh(ys, ratios, color=colours, label="throughput ratio")
+    cpu = [(y, r["cpu_ratio"]) for y, r in zip(ys, rows, strict=True) if r["cpu_ratio"]]
+    if cpu:
+        ax.plot(
+            [c for _, c in cpu], [y for y, _ in cpu], "o", color="black",
+            markersize=4, label="CPU-normalised ratio",
+        )  # fmt: skip
     for y, r in zip(ys, rows, strict=True):
-        bound = float(r["target"].split()[-1])
-        ax.plot([bound, bound], [y - 0.4, y + 0.4], color="black", linewidth=1.5)
-    ax.set_yticks(list(ys))
-    ax.set_yticklabels(labels, fontsize=7)
+        bound = float(r["bound"])
+        ax.plot([bound, bound], [y - 0.4, y + 0.4], color="#1f3b73", linewidth=2)
+    ax.set_yticks(ys)
+    ax.set_yticklabels(labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("achannels / baseline (log); black tick = target")
-    ax.set_title("Ratios against targets (green: met)")
+    ax.set_xlabel("achannels / baseline (log scale); blue tick = target")
+    ax.set_title("Ratios against the targets (green bar: throughput target met)")
     ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(out / "ratios.png", dpi=110)
     plt.close(fig)

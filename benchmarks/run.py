@@ -617,7 +617,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(results, indent=1))
+        (out / "results.json").write_text(json.dumps(report.compact(results), indent=1))
         charts = [] if args.no_charts else report.charts(results, out)
         (out / "README.md").write_text(report.document(results, charts))
         log(f"written to {out}")
