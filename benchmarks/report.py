@@ -112,8 +112,8 @@ def figure(cell: dict[str, Any]) -> float | None:
     bytes per connection for memory), median over slices."""
     if cell.get("error") or not cell["slices"]:
         return None
-    if cell["scenario"] == "memory":
-        return float(cell["slices"][0]["per_connection"])
+    if cell["scenario"] == "memory":  # one slice per set of processes
+        return float(statistics.median(s["per_connection"] for s in cell["slices"]))
     rates = _rates(cell)
     return statistics.median(rates) if rates else None
 
@@ -454,8 +454,9 @@ def _detail(
     """Latency and CPU per system, where the scenario has them."""
     if scenario == "memory":
         out = [
-            "| where | system | RSS before, MiB | RSS after, MiB | connections |",
-            "| --- | --- | ---: | ---: | ---: |",
+            "| where | system | RSS before, MiB | RSS after, MiB | connections "
+            "| KiB per connection, each set of server processes |",
+            "| --- | --- | ---: | ---: | ---: | ---: |",
         ]
         for key in keys:
             for system in present:
@@ -463,9 +464,12 @@ def _detail(
                 if not cell or not cell["slices"]:
                     continue
                 s = cell["slices"][0]
+                each = ", ".join(
+                    f"{x['per_connection'] / 1024:.1f}" for x in cell["slices"]
+                )
                 out.append(
-                    f"| {key[1]} | {NAMES[system]} | {s['rss_before'] / 2**20:,.1f} | "
-                    f"{s['rss_after'] / 2**20:,.1f} | {s['open']:,} |"
+                    f"| {key[1]} | {NAMES[system]} | {s['rss_before'] / 2**20:,.1f} "
+                    f"| {s['rss_after'] / 2**20:,.1f} | {s['open']:,} | {each} |"
                 )
         return [*out, ""]
     layer = scenario.startswith("layer.")

@@ -56,6 +56,10 @@ class Sizes:
 
     name: str
     slices: int  # alternating measurements per cell
+    # Fresh server processes per system: the same code can run 25 % faster
+    # or slower in one process than in the next (measured on hypercorn), so
+    # the slices are spread over this many sets of processes.
+    epochs: int = 1
     echo_clients: tuple[int, ...] = (1, 50, 500)
     echo_duration: float = 2.0
     connrate_concurrency: int = 16
@@ -78,6 +82,7 @@ class Sizes:
 FULL = Sizes(
     name="full",
     slices=9,
+    epochs=3,
     echo_duration=1.2,
     connrate_duration=1.2,
     fanout_broadcasts=12,
@@ -224,9 +229,11 @@ async def run_cells(
     servers: dict[str, RunningServer],
     sizes: Sizes,
     slice_timeout: float,
+    rotation: int = 0,
 ) -> list[Cell]:
     """Set up ``jobs`` (system -> job) on their workers, measure
-    ``sizes.slices`` alternating slices, tear down; one ``Cell`` per system."""
+    ``sizes.slices`` alternating slices (the order rotated by ``rotation``
+    more each round), tear down; one ``Cell`` per system."""
     cells = {s: Cell(scenario, where, params, s) for s in jobs}
 
     async def set_up(system: str) -> None:
@@ -238,7 +245,7 @@ async def run_cells(
     await asyncio.gather(*(set_up(s) for s in jobs))
     live = [s for s in jobs if cells[s].error is None]
     for round_ in range(sizes.slices):
-        for system in rotated(live, round_):
+        for system in rotated(live, round_ + rotation):
             if cells[system].error is not None:
                 continue
             if system in servers:
@@ -328,7 +335,42 @@ async def run_server_scenarios(
     server_cores: set[int],
     client_cores: set[int],
 ) -> list[Cell]:
-    """Every server scenario on ``server`` for ``systems``, interleaved."""
+    """Every server scenario on ``server`` for ``systems``, interleaved, over
+    ``sizes.epochs`` sets of fresh server processes."""
+    cells: list[Cell] = []
+    per_epoch = replace(sizes, slices=max(1, -(-sizes.slices // sizes.epochs)))
+    for epoch in range(sizes.epochs):
+        if sizes.epochs > 1:
+            log(f" processes {epoch + 1}/{sizes.epochs}")
+        cells += await _one_epoch(
+            server, systems, scenarios, per_epoch, server_cores, client_cores,
+            rotation=epoch * per_epoch.slices,
+        )  # fmt: skip
+    return merge_cells(cells)
+
+
+def merge_cells(cells: list[Cell]) -> list[Cell]:
+    """One cell per (scenario, where, params, system), slices in order."""
+    merged: dict[tuple[str, str, str, str], Cell] = {}
+    for cell in cells:
+        key = (cell.scenario, cell.where, json.dumps(cell.params), cell.system)
+        if key not in merged:
+            merged[key] = Cell(cell.scenario, cell.where, cell.params, cell.system)
+        target = merged[key]
+        target.slices += cell.slices
+        target.error = target.error or cell.error
+    return list(merged.values())
+
+
+async def _one_epoch(
+    server: str,
+    systems: Sequence[str],
+    scenarios: Sequence[str],
+    sizes: Sizes,
+    server_cores: set[int],
+    client_cores: set[int],
+    rotation: int,
+) -> list[Cell]:
     cells: list[Cell] = []
     pairs = [(system, server) for system in systems]
     workers = {
@@ -363,7 +405,7 @@ async def run_server_scenarios(
                     }
                     cells += await run_cells(
                         "echo", server, {"clients": clients}, jobs, workers,
-                        servers, sizes, sizes.echo_duration * 10 + 60,
+                        servers, sizes, sizes.echo_duration * 10 + 60, rotation,
                     )  # fmt: skip
             if "connrate" in scenarios:
                 jobs = {
@@ -378,7 +420,7 @@ async def run_server_scenarios(
                 cells += await run_cells(
                     "connrate", server,
                     {"concurrency": sizes.connrate_concurrency}, jobs, workers,
-                    servers, sizes, sizes.connrate_duration * 10 + 60,
+                    servers, sizes, sizes.connrate_duration * 10 + 60, rotation,
                 )  # fmt: skip
             if "fanout" in scenarios:
                 jobs = {
@@ -392,7 +434,7 @@ async def run_server_scenarios(
                 }
                 cells += await run_cells(
                     "fanout", server, {"clients": sizes.fanout_clients}, jobs,
-                    workers, servers, sizes, 300,
+                    workers, servers, sizes, 300, rotation,
                 )  # fmt: skip
             for srv in running:
                 srv.check_alive()
@@ -567,6 +609,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--duration", type=float, help="seconds per echo/connrate/layer slice"
     )
+    parser.add_argument(
+        "--epochs", type=int, help="fresh sets of server processes per server"
+    )
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
@@ -589,6 +634,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     if args.slices:
         sizes = replace(sizes, slices=args.slices)
+    if args.epochs:
+        sizes = replace(sizes, epochs=args.epochs)
     if args.duration:
         sizes = replace(
             sizes,
