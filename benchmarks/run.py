@@ -69,7 +69,12 @@ class Sizes:
     idle_clients: int = 5000
     layer_duration: float = 2.0
     layer_others: int = 100_000
+    # End to end, every member's receive scans all channels in Channels'
+    # layer (~90 ms each at 100,000): fewer others keep a slice in seconds.
+    e2e_others: int = 10_000
     layer_members: tuple[int, ...] = (100, 1000)
+    # In-process and CPU-bound: fewer slices are enough.
+    layer_slices: int = 5
     layer_pingpong: bool = True
     redis_kinds: tuple[str, ...] = ("redis", "redis-pubsub")
     redis_processes: int = 4
@@ -99,7 +104,9 @@ QUICK = Sizes(
     idle_clients=500,
     layer_duration=0.4,
     layer_others=10_000,
+    e2e_others=1_000,
     layer_members=(1000,),
+    layer_slices=1,
     layer_pingpong=False,
     redis_kinds=("redis",),
     redis_processes=2,
@@ -118,7 +125,9 @@ SMOKE = Sizes(
     idle_clients=10,
     layer_duration=0.05,
     layer_others=100,
+    e2e_others=100,
     layer_members=(10,),
+    layer_slices=1,
     layer_pingpong=False,
     redis_kinds=(),
     setup_timeout=60.0,
@@ -473,7 +482,7 @@ def layer_plan(
         )
     for members in sizes.layer_members:
         plan.append(
-            ("memory", "group_e2e", {"members": members, "others": sizes.layer_others})
+            ("memory", "group_e2e", {"members": members, "others": sizes.e2e_others})
         )
     if redis_note is None:
         for kind in sizes.redis_kinds:
@@ -522,7 +531,14 @@ async def run_layer_scenarios(
                 for s in systems
             }
             cells += await run_cells(
-                f"layer.{op}", backend, params, jobs, workers, {}, sizes, 1800
+                f"layer.{op}",
+                backend,
+                params,
+                jobs,
+                workers,
+                {},
+                replace(sizes, slices=min(sizes.slices, sizes.layer_slices)),
+                1800,
             )
     finally:
         for worker in workers.values():
