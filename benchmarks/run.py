@@ -676,6 +676,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             scenarios=args.scenarios.split(","),
         )
     )
+    results["command"] = "benchmarks/.venv/bin/python -m benchmarks.run " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
     table = report.markdown(results)
     print(table)
     if out is not None:
