@@ -13,6 +13,7 @@ from . import DEFAULT_CHANNEL_LAYER
 from ._concurrency import CONCURRENT_MARK, HandlerPool, concurrent
 from ._dispatch import InOrderDispatcher
 from ._django import close_old_connections
+from ._drain import running_consumers
 from ._types import ChannelLayerProtocol, Message, Receive, Scope, Send
 from .exceptions import StopConsumer
 from .layers import get_channel_layer
@@ -178,10 +179,13 @@ class AsyncConsumer:
             self.channel_name = await self.channel_layer.new_channel()
         send = self._wrap_send(send)
         self.base_send = async_to_sync(send) if self._sync else send
+        running_consumers.enter()
         try:
             await self._run([receive])
         except StopConsumer:
             pass
+        finally:
+            running_consumers.leave()
 
     # The two hooks below are plain methods returning what is awaited, not
     # coroutines awaiting it: an idle connection keeps one coroutine frame

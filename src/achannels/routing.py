@@ -9,10 +9,12 @@ Django, from this module's own ``path()``/``re_path()``.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from achannels._drain import running_consumers
 from achannels._paths import (
     Match,
     RegexPattern,
@@ -66,6 +68,12 @@ def get_default_application() -> Any:
         ) from None
 
 
+logger = logging.getLogger("achannels.routing")
+
+#: How long the lifespan shutdown waits for running consumers to finish.
+SHUTDOWN_DRAIN_TIMEOUT = 10.0
+
+
 async def _answer_lifespan(scope: Scope, receive: Receive, send: Send) -> None:
     # Servers probe lifespan on startup; answering it keeps uvicorn and
     # hypercorn from logging "lifespan unsupported", and shutdown is where
@@ -75,6 +83,15 @@ async def _answer_lifespan(scope: Scope, receive: Receive, send: Send) -> None:
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            # Consumers the server cancelled may still be running their
+            # disconnect(); the layers they use stay open until they end.
+            if not await running_consumers.wait_idle(SHUTDOWN_DRAIN_TIMEOUT):
+                logger.warning(
+                    "Closing channel layers with %d consumer(s) still running "
+                    "after %.0fs",
+                    len(running_consumers),
+                    SHUTDOWN_DRAIN_TIMEOUT,
+                )
             try:
                 from achannels.layers import channel_layers
 
