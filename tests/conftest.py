@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 # Import hypothesis while the stack is shallow: its pytest plugin otherwise
 # imports it at the end of the session, deep in pytest's hooks, where
 # CPython 3.11.7's AST validator fails with "AST constructor recursion depth
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hypothesis  # noqa: F401
 import pytest
 
+from achannels.layers import InMemoryChannelLayer, channel_layers
 from tests.servers import SERVER_KINDS
 
 
@@ -16,3 +19,17 @@ from tests.servers import SERVER_KINDS
 def server_kind(request: pytest.FixtureRequest) -> str:
     """Each real server the suite runs against."""
     return str(request.param)
+
+
+@pytest.fixture
+def memory_layer() -> Iterator[InMemoryChannelLayer]:
+    """A fresh in-memory layer as the default alias for one test."""
+    fresh = InMemoryChannelLayer()
+    previous = channel_layers.set("default", fresh)
+    try:
+        yield fresh
+    finally:
+        if previous is None:
+            channel_layers.backends.pop("default", None)
+        else:
+            channel_layers.set("default", previous)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,26 +17,12 @@ from achannels.generic.websocket import (
     JsonWebsocketConsumer,
     WebsocketConsumer,
 )
-from achannels.layers import InMemoryChannelLayer, channel_layers
+from achannels.layers import InMemoryChannelLayer
 from achannels.testing import (
     ApplicationCommunicator,
     HttpCommunicator,
     WebsocketCommunicator,
 )
-
-
-@pytest.fixture
-def layer() -> Iterator[InMemoryChannelLayer]:
-    """A fresh in-memory layer as the default alias for one test."""
-    fresh = InMemoryChannelLayer()
-    previous = channel_layers.set("default", fresh)
-    try:
-        yield fresh
-    finally:
-        if previous is None:
-            channel_layers.backends.pop("default", None)
-        else:
-            channel_layers.set("default", previous)
 
 
 @pytest.mark.parametrize(
@@ -338,7 +323,9 @@ async def test_sends_after_close_are_dropped() -> None:
     await communicator.disconnect()
 
 
-async def test_groups_attribute_joins_and_leaves(layer: InMemoryChannelLayer) -> None:
+async def test_groups_attribute_joins_and_leaves(
+    memory_layer: InMemoryChannelLayer,
+) -> None:
     class Grouped(AsyncWebsocketConsumer):
         groups = ["news"]
 
@@ -347,10 +334,10 @@ async def test_groups_attribute_joins_and_leaves(layer: InMemoryChannelLayer) ->
 
     communicator = WebsocketCommunicator(Grouped.as_asgi(), "/")
     await communicator.connect()
-    await layer.group_send("news", {"type": "news.flash", "text": "extra!"})
+    await memory_layer.group_send("news", {"type": "news.flash", "text": "extra!"})
     assert await communicator.receive_from() == "extra!"
     await communicator.disconnect()
-    assert "news" not in layer.groups or not layer.groups["news"]
+    assert "news" not in memory_layer.groups or not memory_layer.groups["news"]
 
 
 async def test_groups_without_layer_is_clear_error() -> None:
@@ -364,7 +351,7 @@ async def test_groups_without_layer_is_clear_error() -> None:
 
 
 async def test_client_and_layer_messages_never_overlap(
-    layer: InMemoryChannelLayer,
+    memory_layer: InMemoryChannelLayer,
 ) -> None:
     active = 0
     overlaps = 0
@@ -399,7 +386,7 @@ async def test_client_and_layer_messages_never_overlap(
     channel = await communicator.receive_from()
     for n in range(10):
         await communicator.send_to(text_data=str(n))
-        await layer.send(str(channel), {"type": "layer.note", "n": n})
+        await memory_layer.send(str(channel), {"type": "layer.note", "n": n})
     assert await communicator.receive_from() == "done"
     await communicator.disconnect()
     assert overlaps == 0

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import tracemalloc
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,25 +27,11 @@ import pytest
 from achannels.consumer import AsyncConsumer, get_handler_name
 from achannels.exceptions import StopConsumer
 from achannels.generic.websocket import AsyncWebsocketConsumer, WebsocketConsumer
-from achannels.layers import InMemoryChannelLayer, channel_layers
+from achannels.layers import InMemoryChannelLayer
 from achannels.routing import URLRouter, path
 from achannels.testing import ApplicationCommunicator, WebsocketCommunicator
 
 TIMEOUT = 5
-
-
-@pytest.fixture
-def layer() -> Iterator[InMemoryChannelLayer]:
-    """A fresh in-memory layer as the default alias for one test."""
-    fresh = InMemoryChannelLayer()
-    previous = channel_layers.set("default", fresh)
-    try:
-        yield fresh
-    finally:
-        if previous is None:
-            channel_layers.backends.pop("default", None)
-        else:
-            channel_layers.set("default", previous)
 
 
 class Echo(AsyncWebsocketConsumer):
@@ -79,7 +64,7 @@ class SyncAnnouncer(WebsocketConsumer):
 
 
 async def test_consumer_that_never_reads_channel_name_runs_no_extra_task(
-    layer: InMemoryChannelLayer,
+    memory_layer: InMemoryChannelLayer,
 ) -> None:
     before = len(asyncio.all_tasks())
     communicator = WebsocketCommunicator(Echo.as_asgi(), "/")
@@ -88,13 +73,13 @@ async def test_consumer_that_never_reads_channel_name_runs_no_extra_task(
     assert await communicator.receive_from() == "hi"
     # The communicator's own task for the application, nothing more.
     assert len(asyncio.all_tasks()) == before + 1
-    assert layer.channels == {}
+    assert memory_layer.channels == {}
     await communicator.disconnect()
 
 
 @pytest.mark.parametrize("consumer", [Announcer, SyncAnnouncer])
 async def test_channel_name_read_in_a_handler_receives_layer_messages(
-    layer: InMemoryChannelLayer, consumer: type[AsyncConsumer]
+    memory_layer: InMemoryChannelLayer, consumer: type[AsyncConsumer]
 ) -> None:
     communicator = WebsocketCommunicator(consumer.as_asgi(), "/")
     assert (await communicator.connect())[0]
@@ -102,14 +87,14 @@ async def test_channel_name_read_in_a_handler_receives_layer_messages(
     name = await communicator.receive_from()
     assert isinstance(name, str)
     for n in range(3):
-        await layer.send(name, {"type": "note.message", "text": f"note {n}"})
+        await memory_layer.send(name, {"type": "note.message", "text": f"note {n}"})
     for n in range(3):
         assert await communicator.receive_from() == f"note {n}"
     await communicator.disconnect()
 
 
 async def test_messages_sent_before_the_listener_starts_wait_in_the_layer(
-    layer: InMemoryChannelLayer,
+    memory_layer: InMemoryChannelLayer,
 ) -> None:
     class Early(AsyncWebsocketConsumer):
         async def connect(self) -> None:
@@ -129,7 +114,7 @@ async def test_messages_sent_before_the_listener_starts_wait_in_the_layer(
 
 
 async def test_group_members_from_groups_attribute_receive_group_messages(
-    layer: InMemoryChannelLayer,
+    memory_layer: InMemoryChannelLayer,
 ) -> None:
     class Member(AsyncWebsocketConsumer):
         groups = ["room"]
@@ -141,16 +126,16 @@ async def test_group_members_from_groups_attribute_receive_group_messages(
     members = [WebsocketCommunicator(app, "/room/") for _ in range(3)]
     for member in members:
         assert (await member.connect())[0]
-    await layer.group_send("room", {"type": "room.message", "text": "all"})
+    await memory_layer.group_send("room", {"type": "room.message", "text": "all"})
     for member in members:
         assert await member.receive_from() == "all"
     for member in members:
         await member.disconnect()
-    assert layer.groups == {}
+    assert memory_layer.groups == {}
 
 
 async def test_error_in_a_layer_message_handler_ends_the_consumer_with_it(
-    layer: InMemoryChannelLayer,
+    memory_layer: InMemoryChannelLayer,
 ) -> None:
     class Fragile(AsyncConsumer):
         async def probe_start(self, message: dict[str, Any]) -> None:
@@ -162,13 +147,13 @@ async def test_error_in_a_layer_message_handler_ends_the_consumer_with_it(
     communicator = ApplicationCommunicator(Fragile(), {"type": "probe"})
     await communicator.send_input({"type": "probe.start"})
     name = (await communicator.receive_output(TIMEOUT))["name"]
-    await layer.send(name, {"type": "probe.boom"})
+    await memory_layer.send(name, {"type": "probe.boom"})
     with pytest.raises(RuntimeError, match="boom from the layer"):
         await communicator.wait(TIMEOUT)
 
 
 async def test_stop_consumer_from_a_layer_message_ends_the_consumer_cleanly(
-    layer: InMemoryChannelLayer,
+    memory_layer: InMemoryChannelLayer,
 ) -> None:
     class Stoppable(AsyncConsumer):
         async def probe_start(self, message: dict[str, Any]) -> None:
@@ -180,12 +165,12 @@ async def test_stop_consumer_from_a_layer_message_ends_the_consumer_cleanly(
     communicator = ApplicationCommunicator(Stoppable(), {"type": "probe"})
     await communicator.send_input({"type": "probe.start"})
     name = (await communicator.receive_output(TIMEOUT))["name"]
-    await layer.send(name, {"type": "probe.stop"})
+    await memory_layer.send(name, {"type": "probe.stop"})
     await communicator.wait(TIMEOUT)  # returns: ended without an error
 
 
 async def test_consumer_ending_during_a_broadcast_leaves_no_queued_messages(
-    layer: InMemoryChannelLayer,
+    memory_layer: InMemoryChannelLayer,
 ) -> None:
     class Member(AsyncWebsocketConsumer):
         groups = ["burst"]
@@ -199,11 +184,13 @@ async def test_consumer_ending_during_a_broadcast_leaves_no_queued_messages(
     # to the listener, some queue up behind it.
     await communicator.send_input({"type": "websocket.disconnect", "code": 1000})
     for n in range(20):
-        await layer.group_send("burst", {"type": "burst.message", "text": str(n)})
+        await memory_layer.group_send(
+            "burst", {"type": "burst.message", "text": str(n)}
+        )
     await communicator.wait(TIMEOUT)
     # Anything still addressed to the dead channel is dropped by the next
     # layer call that expires; what matters is that nothing stays queued.
-    assert all(not queue.messages for queue in layer.channels.values())
+    assert all(not queue.messages for queue in memory_layer.channels.values())
 
 
 def test_cached_handler_names_keep_every_check() -> None:
@@ -273,7 +260,7 @@ async def _bytes_per_connection(app: Any, count: int = 300) -> float:
 
 
 async def test_idle_websocket_consumer_costs_little_more_than_a_bare_app(
-    layer: InMemoryChannelLayer,
+    memory_layer: InMemoryChannelLayer,
 ) -> None:
     async def bare(scope: Any, receive: Any, send: Any) -> None:
         while True:

@@ -97,19 +97,6 @@ async def test_json_errors_still_raise_value_error_under_test_communicator() -> 
 # Messages that reach a consumer through its channel
 
 
-@pytest.fixture
-def memory_layer() -> Iterator[InMemoryChannelLayer]:
-    fresh = InMemoryChannelLayer()
-    previous = channel_layers.set("default", fresh)
-    try:
-        yield fresh
-    finally:
-        if previous is None:
-            channel_layers.backends.pop("default", None)
-        else:
-            channel_layers.set("default", previous)
-
-
 class Listener(AsyncWebsocketConsumer):
     """Publishes its channel name; has a private method a bad type could aim at."""
 
