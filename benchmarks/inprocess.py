@@ -108,28 +108,39 @@ async def _open(app: App, path: str, n: int, on_send: Any) -> list[FakeConnectio
     return conns
 
 
+class SendCountdown:
+    """Counts what the app sends and resolves a future once as many sends
+    as expected have arrived."""
+
+    def __init__(self) -> None:
+        self._left = 0
+        self._done: asyncio.Future[None] | None = None
+
+    def expect(self, count: int) -> asyncio.Future[None]:
+        """Start counting ``count`` sends; the future resolves at the last."""
+        self._left = count
+        self._done = asyncio.get_running_loop().create_future()
+        return self._done
+
+    def on_send(self, message: Message) -> None:
+        self._left -= 1
+        if self._left == 0 and self._done is not None:
+            self._done.set_result(None)
+
+
 async def bench_echo(app: App, connections: int, messages: int) -> float:
     """CPU µs per echoed message, ``connections`` connections in lockstep."""
-    loop = asyncio.get_running_loop()
-    state = {"left": 0}
-    done: list[asyncio.Future[None]] = [loop.create_future()]
-
-    def on_send(message: Message) -> None:
-        state["left"] -= 1
-        if state["left"] == 0:
-            done[0].set_result(None)
-
-    conns = await _open(app, "/echo/", connections, on_send)
+    sends = SendCountdown()
+    conns = await _open(app, "/echo/", connections, sends.on_send)
     frame = {"type": "websocket.receive", "text": "x" * 16}
     rounds = max(1, messages // connections)
     cpu = 0.0
     for _ in range(rounds):
-        state["left"] = connections
-        done[0] = loop.create_future()
+        done = sends.expect(connections)
         t0 = time.process_time()
         for conn in conns:
             conn.inbox.put_nowait(frame)
-        await done[0]
+        await done
         cpu += time.process_time() - t0
     for conn in conns:
         await conn.close()
@@ -152,23 +163,14 @@ async def bench_connect(app: App, connections: int) -> float:
 
 async def bench_fanout(app: App, connections: int, broadcasts: int) -> float:
     """CPU µs per delivery of a broadcast to ``connections`` members."""
-    loop = asyncio.get_running_loop()
-    state = {"left": 0}
-    done: list[asyncio.Future[None]] = [loop.create_future()]
-
-    def on_send(message: Message) -> None:
-        state["left"] -= 1
-        if state["left"] == 0:
-            done[0].set_result(None)
-
-    conns = await _open(app, "/room/", connections, on_send)
+    sends = SendCountdown()
+    conns = await _open(app, "/room/", connections, sends.on_send)
     cpu = 0.0
     for n in range(broadcasts):
-        state["left"] = connections
-        done[0] = loop.create_future()
+        done = sends.expect(connections)
         t0 = time.process_time()
         conns[0].inbox.put_nowait({"type": "websocket.receive", "text": f"b{n}"})
-        await asyncio.wait_for(done[0], 60)
+        await asyncio.wait_for(done, 60)
         cpu += time.process_time() - t0
     for conn in conns:
         await conn.close()

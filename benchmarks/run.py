@@ -401,49 +401,32 @@ async def _one_epoch(
             )  # fmt: skip
             if "memory" in scenarios:
                 cells += await measure_memory(servers, workers, sizes)
+
+            async def scenario(
+                op: str, size: dict[str, int], timeout: float, **params: Any
+            ) -> list[Cell]:
+                """One load-generator job per system, measured in slices."""
+                jobs = {s: {"op": op, **size, **params, **common[s]} for s in systems}
+                return await run_cells(
+                    op, server, size, jobs, workers, servers, sizes, timeout, rotation
+                )
+
             if "echo" in scenarios:
                 for clients in sizes.echo_clients:
-                    jobs = {
-                        s: {
-                            "op": "echo",
-                            "clients": clients,
-                            "duration": sizes.echo_duration,
-                            **common[s],
-                        }
-                        for s in systems
-                    }
-                    cells += await run_cells(
-                        "echo", server, {"clients": clients}, jobs, workers,
-                        servers, sizes, sizes.echo_duration * 10 + 60, rotation,
+                    cells += await scenario(
+                        "echo", {"clients": clients}, sizes.echo_duration * 10 + 60,
+                        duration=sizes.echo_duration,
                     )  # fmt: skip
             if "connrate" in scenarios:
-                jobs = {
-                    s: {
-                        "op": "connrate",
-                        "concurrency": sizes.connrate_concurrency,
-                        "duration": sizes.connrate_duration,
-                        **common[s],
-                    }
-                    for s in systems
-                }
-                cells += await run_cells(
-                    "connrate", server,
-                    {"concurrency": sizes.connrate_concurrency}, jobs, workers,
-                    servers, sizes, sizes.connrate_duration * 10 + 60, rotation,
+                cells += await scenario(
+                    "connrate", {"concurrency": sizes.connrate_concurrency},
+                    sizes.connrate_duration * 10 + 60,
+                    duration=sizes.connrate_duration,
                 )  # fmt: skip
             if "fanout" in scenarios:
-                jobs = {
-                    s: {
-                        "op": "fanout",
-                        "clients": sizes.fanout_clients,
-                        "broadcasts": sizes.fanout_broadcasts,
-                        **common[s],
-                    }
-                    for s in systems
-                }
-                cells += await run_cells(
-                    "fanout", server, {"clients": sizes.fanout_clients}, jobs,
-                    workers, servers, sizes, 300, rotation,
+                cells += await scenario(
+                    "fanout", {"clients": sizes.fanout_clients}, 300,
+                    broadcasts=sizes.fanout_broadcasts,
                 )  # fmt: skip
             for srv in running:
                 srv.check_alive()
