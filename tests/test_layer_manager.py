@@ -21,6 +21,7 @@ from achannels.layers import (
     channel_layers,
     get_channel_layer,
 )
+from tests.subprocess_support import run_python
 
 IN_MEMORY = {"BACKEND": "achannels.layers.InMemoryChannelLayer"}
 
@@ -294,20 +295,6 @@ async def test_aclose_with_nothing_built_is_a_no_op(
 
 # Django integration runs in subprocesses: configuring Django settings is
 # process-wide and the suite runs other tests in the same worker.
-
-
-def run_python(code: str, **env: str) -> Any:
-    """Run ``code`` in a fresh interpreter and return the JSON it prints last."""
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, **env},
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_django_channel_layers_setting_is_used() -> None:

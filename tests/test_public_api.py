@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
+
+from tests.subprocess_support import run_python
 
 # module -> names, as the DESIGN.md public API table lists them.
 PUBLIC_API: dict[str, set[str]] = {
@@ -107,19 +105,6 @@ settings.configure(
 )
 django.setup()
 """
-
-
-def run_python(code: str) -> dict[str, list[str]]:
-    """Run ``code`` in a fresh interpreter; it prints a JSON dict."""
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
 @pytest.mark.parametrize("module_name", sorted(PUBLIC_API))

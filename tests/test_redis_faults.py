@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from achannels.layers.redis import RedisChannelLayer, RedisPubSubChannelLayer
-from tests.redis_support import PrivateRedis, unique_prefix
+from tests.redis_support import PrivateRedis, private_redis, unique_prefix
 
 pytestmark = pytest.mark.redis
 
@@ -23,12 +23,8 @@ RECOVERY = 15.0
 
 @pytest.fixture
 def server() -> Iterator[PrivateRedis]:
-    private = PrivateRedis()
-    private.start()
-    try:
-        yield private
-    finally:
-        private.stop()
+    with private_redis() as running:
+        yield running
 
 
 async def fails_fast(call: Any) -> float:

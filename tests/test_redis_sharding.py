@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from achannels.layers.redis import RedisChannelLayer, RedisPubSubChannelLayer
-from tests.redis_support import PrivateRedis, require_redis, unique_prefix
+from tests.redis_support import (
+    PrivateRedis,
+    private_redis,
+    require_redis,
+    unique_prefix,
+)
 
 channels_redis_core = pytest.importorskip("channels_redis.core")
 channels_redis_utils = pytest.importorskip("channels_redis.utils")
@@ -20,12 +25,8 @@ pytestmark = pytest.mark.redis
 
 @pytest.fixture
 def second() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    with private_redis() as running:
+        yield running
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from achannels.routing import (
     re_path,
     register_converter,
 )
+from tests.subprocess_support import run_python
 
 Seen = list[tuple[str, Scope]]
 
@@ -725,15 +726,7 @@ print(json.dumps(seen))
 
 
 def test_lazily_translated_django_route_matches_in_the_active_language() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(TRANSLATED_ROUTE)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == ["/chat/", "/discussion/"]
+    assert run_python(TRANSLATED_ROUTE) == ["/chat/", "/discussion/"]
 
 
 class ForeignPattern:
