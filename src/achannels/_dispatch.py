@@ -20,12 +20,12 @@ import asyncio
 import contextlib
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._types import Message
 
-__all__ = ["InOrderDispatcher", "Turn", "dispatch_in_order"]
+__all__ = ["InOrderDispatcher", "Turn"]
 
 Source = Callable[[], Awaitable[Message]]
 Dispatch = Callable[[Message], Awaitable[None]]
@@ -171,17 +171,3 @@ def _only_our_cancel() -> bool:
     task = asyncio.current_task()
     assert task is not None
     return task.uncancel() == 0
-
-
-async def dispatch_in_order(sources: Sequence[Source], dispatch: Dispatch) -> None:
-    """Dispatch messages from ``sources`` one at a time until a handler raises;
-    the first source is awaited in the calling task, the others in pumps.
-
-    Never returns normally: it ends by raising what a source or ``dispatch``
-    raised (``StopConsumer`` for a clean end), after cancelling every task it
-    started.
-    """
-    dispatcher = InOrderDispatcher(dispatch)
-    for source in sources[1:]:
-        dispatcher.add_source(source)
-    await dispatcher.run(sources[0])
