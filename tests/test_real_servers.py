@@ -123,6 +123,17 @@ async def test_handler_error_closes_1011_and_server_keeps_serving(
     assert output.count("RuntimeError: boom: now") == 1
 
 
+async def test_concurrent_handler_does_not_hold_back_later_frames(
+    server: RunningServer,
+) -> None:
+    async with connect(f"{server.ws_url}/ws/slow-job/", open_timeout=TIMEOUT) as ws:
+        await ws.send("slow")
+        await ws.send("1")
+        assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "fast 1"
+        await ws.send("release")
+        assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "slow done"
+
+
 def fetch(url: str) -> tuple[int, bytes]:
     with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
         return response.status, response.read()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
-from achannels.consumer import AsyncConsumer
+from achannels.consumer import AsyncConsumer, concurrent
 from achannels.exceptions import StopConsumer
 from achannels.generic.http import AsyncHttpConsumer
 from achannels.generic.websocket import (
@@ -103,6 +104,30 @@ class BoomConsumer(AsyncWebsocketConsumer):
         report.info("core_app boom disconnect code=%s", code)
 
 
+class SlowJobConsumer(AsyncWebsocketConsumer):
+    """'slow' starts a @concurrent job that answers after 'release'; any
+    other frame is echoed at once, even while the job is running."""
+
+    async def connect(self) -> None:
+        self.released = asyncio.Event()
+        await self.accept()
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None
+    ) -> None:
+        if text_data == "slow":
+            await self.dispatch({"type": "slow.job"})
+        elif text_data == "release":
+            self.released.set()
+        else:
+            await self.send(text_data=f"fast {text_data}")
+
+    @concurrent
+    async def slow_job(self, event: dict[str, object]) -> None:
+        await self.released.wait()
+        await self.send(text_data="slow done")
+
+
 class StreamConsumer(AsyncHttpConsumer):
     async def handle(self, body: bytes) -> None:
         await self.send_headers(headers=[(b"content-type", b"text/plain")])
@@ -130,6 +155,7 @@ application = ProtocolTypeRouter(
                 path("ws/deny/", DenyConsumer.as_asgi()),
                 path("ws/deny-http/", DenyWithResponseConsumer.as_asgi()),
                 path("ws/boom/", BoomConsumer.as_asgi()),
+                path("ws/slow-job/", SlowJobConsumer.as_asgi()),
             ]
         ),
         "http": URLRouter(
