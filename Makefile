@@ -47,12 +47,12 @@ run-echo: $(STAMP)
 	$(BIN)/uvicorn --app-dir examples/echo app:application --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples benchmarks
-	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/ruff check src tests examples benchmarks harness
+	$(BIN)/ruff format --check src tests examples benchmarks harness
 
 fmt: $(STAMP)
-	$(BIN)/ruff format src tests examples benchmarks
-	$(BIN)/ruff check --fix src tests examples benchmarks
+	$(BIN)/ruff format src tests examples benchmarks harness
+	$(BIN)/ruff check --fix src tests examples benchmarks harness
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -10,14 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from harness.servers import REPO_ROOT, ServerProcess, free_port, server_env
 
 __all__ = [
     "AB_SOURCE_ENV",
@@ -30,9 +29,7 @@ __all__ = [
     "start_servers",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0
-STOP_TIMEOUT = 15.0
 
 #: system name -> ASGI application path
 APPS = {
@@ -51,13 +48,6 @@ SERVERS = {
     "uvicorn": "uvicorn, auto: uvloop + httptools + websockets-sansio, 1 process",
     "hypercorn": "hypercorn, asyncio worker, wsproto, in-process (-w 0)",
 }
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_plan() -> tuple[set[int], set[int]]:
@@ -95,8 +85,9 @@ def _child_setup() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-class RunningServer:
-    """A server subprocess: where to reach it and what it costs."""
+class RunningServer(ServerProcess):
+    """A server subprocess under test: which system on which server, where
+    to reach it and what it costs (``rss()``, ``cpu()``)."""
 
     def __init__(
         self,
@@ -106,104 +97,9 @@ class RunningServer:
         proc: subprocess.Popen[bytes],
         log: Path,
     ) -> None:
+        super().__init__(f"{system} on {server}", port, proc, log)
         self.system = system
         self.server = server
-        self.host = "127.0.0.1"
-        self.port = port
-        self.proc = proc
-        self.log = log
-
-    @property
-    def pids(self) -> list[int]:
-        return [self.proc.pid]
-
-    def output(self) -> str:
-        """Everything the server printed so far."""
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def _processes(self) -> list[object]:
-        import psutil  # type: ignore[import-untyped,unused-ignore]
-
-        try:
-            root = psutil.Process(self.proc.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return []
-
-    def rss(self) -> int:
-        """Resident memory of the server (and any children), in bytes."""
-        total = 0
-        for proc in self._processes():
-            with contextlib.suppress(Exception):
-                total += proc.memory_info().rss  # type: ignore[attr-defined]
-        return total
-
-    def cpu(self) -> float:
-        """CPU seconds the server has used so far."""
-        total = 0.0
-        for proc in self._processes():
-            with contextlib.suppress(Exception):
-                times = proc.cpu_times()  # type: ignore[attr-defined]
-                total += times.user + times.system
-        return total
-
-    def quiesce(self, threshold: float = 0.05, timeout: float = 5.0) -> None:
-        """Wait until the server is idle (below ``threshold`` of a core over
-        50 ms), so its teardown of the last scenario does not steal CPU from
-        the next measurement."""
-        deadline = time.monotonic() + timeout
-        before = self.cpu()
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            now = self.cpu()
-            if now - before < threshold * 0.05:
-                return
-            before = now
-
-    def pin(self, cores: set[int]) -> None:
-        """Move the server, its threads and any children onto ``cores``
-        (affinity is per thread on Linux; threads started later inherit it)."""
-        for proc in self._processes():
-            pid = proc.pid  # type: ignore[attr-defined]
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                with contextlib.suppress(OSError):
-                    os.sched_setaffinity(int(task.name), cores)
-
-    def check_alive(self) -> None:
-        if self.proc.poll() is not None:
-            raise RuntimeError(
-                f"{self.system} on {self.server} exited:\n{self.output()[-4000:]}"
-            )
-
-    def stop(self) -> str:
-        """Stop the server (SIGTERM, then SIGKILL) and return its output."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
-        return self.output()
-
-
-def _wait_until_listening(server: RunningServer) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        server.check_alive()
-        with (
-            contextlib.suppress(OSError),
-            socket.create_connection((server.host, server.port), 0.5),
-        ):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(
-        f"{server.system} on {server.server} not listening within "
-        f"{START_TIMEOUT}s:\n{server.output()}"
-    )
 
 
 @contextlib.contextmanager
@@ -212,23 +108,19 @@ def start_servers(
 ) -> Iterator[list[RunningServer]]:
     """Start every (system, server) pair at once (their start-up costs
     overlap) and stop them all afterwards."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-    )
-    env["PYTHONUNBUFFERED"] = "1"
+    env = server_env()
     running: list[RunningServer] = []
     with tempfile.TemporaryDirectory(prefix="achannels-bench-") as tmp:
         try:
             for system, server in pairs:
                 port = free_port()
-                log = Path(tmp) / f"{system}-{server}.log"
                 app, system_env = APPS.get(system, APPS["achannels"]), env
                 if system == AB_SYSTEM:
                     system_env = dict(env)
                     system_env["PYTHONPATH"] = os.pathsep.join(
                         (os.environ[AB_SOURCE_ENV], env["PYTHONPATH"])
                     )
+                log = Path(tmp) / f"{system}-{server}.log"
                 with log.open("wb") as sink:
                     proc = subprocess.Popen(
                         command(server, app, port),
@@ -241,7 +133,7 @@ def start_servers(
                 running.append(RunningServer(system, server, port, proc, log))
             # Start-up runs on every core (it is not measured); pin afterwards.
             for srv in running:
-                _wait_until_listening(srv)
+                srv.wait_until_listening(START_TIMEOUT)
                 srv.pin(cores)
             yield running
         finally:

@@ -12,7 +12,7 @@ import hypothesis  # noqa: F401
 import pytest
 
 from achannels.layers import InMemoryChannelLayer, channel_layers
-from tests.servers import SERVER_KINDS
+from tests.support.servers import SERVER_KINDS
 
 
 @pytest.fixture(params=SERVER_KINDS)

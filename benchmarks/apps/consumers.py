@@ -34,9 +34,10 @@ def build(framework: str) -> Any:
             {"default": {"BACKEND": "achannels.layers.InMemoryChannelLayer"}}
         )
     elif framework == "channels":
-        import django
         from django.conf import settings
         from django.urls import path  # type: ignore[assignment]
+
+        import django
 
         if not settings.configured:
             settings.configure(

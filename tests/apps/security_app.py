@@ -17,8 +17,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import django
 from django.conf import settings
+
+import django
 
 settings.configure(
     SECRET_KEY=os.environ["SECURITY_SECRET_KEY"],

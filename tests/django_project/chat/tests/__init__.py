@@ -1,5 +1,5 @@
 """The sample project's Django test suite (run by ``manage.py test``).
 
-``tests/test_django_project.py`` runs each module in its own subprocess, so
+``tests/django/test_project.py`` runs each module in its own subprocess, so
 the pytest process never configures Django.
 """

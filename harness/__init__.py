@@ -1,0 +1,1 @@
+"""Tools shared by the test suite and the benchmarks (never shipped)."""

@@ -1,0 +1,121 @@
+"""Using the Redis layers from sync code: ``async_to_sync`` from plain threads
+(each call on a new event loop), as Django views, management commands and
+Celery tasks do -- no cross-loop errors, connections reused, none leaked."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+
+import redis
+from achannels.layers.redis import RedisChannelLayer, RedisPubSubChannelLayer
+from tests.support.redis import require_redis, unique_prefix
+
+pytestmark = pytest.mark.redis
+
+THREADS = 4
+CALLS = 10
+
+
+def connections_named(name: str) -> int:
+    client = redis.Redis.from_url(require_redis())
+    try:
+        return sum(1 for entry in client.client_list() if entry["name"] == name)
+    finally:
+        client.close()
+
+
+def run_threads(target: Any) -> list[BaseException]:
+    errors: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            target()
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=guarded) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return errors
+
+
+@pytest.mark.parametrize("kind", ["core", "pubsub"])
+async def test_async_to_sync_from_threads_reuses_connections_and_leaks_none(
+    kind: str,
+) -> None:
+    name = f"achannels-test-{uuid.uuid4().hex[:8]}"
+    config = {
+        "hosts": [{"address": require_redis(), "client_name": name}],
+        "prefix": unique_prefix(),
+    }
+    layer = (RedisChannelLayer if kind == "core" else RedisPubSubChannelLayer)(**config)
+    try:
+        channel = await layer.new_channel()
+        await layer.group_add("room", channel)
+        first = asyncio.create_task(layer.receive(channel))
+        await layer.group_send("room", {"type": "warm"})
+        assert (await asyncio.wait_for(first, 5))["type"] == "warm"
+        before = connections_named(name)
+
+        def sync_caller() -> None:
+            for number in range(CALLS):
+                async_to_sync(layer.group_send)(
+                    "room", {"type": "from.thread", "n": number}
+                )
+                async_to_sync(layer.send)(channel, {"type": "direct", "n": number})
+
+        counts = []
+        for _ in range(2):
+            errors = await asyncio.to_thread(run_threads, sync_caller)
+            assert errors == []
+            got = [
+                await asyncio.wait_for(layer.receive(channel), 5)
+                for _ in range(2 * THREADS * CALLS)
+            ]
+            assert sum(message["type"] == "from.thread" for message in got) == (
+                THREADS * CALLS
+            )
+            counts.append(connections_named(name))
+        # Sync callers share one background loop's connections: a second
+        # round of calls opens none, and closing the layer from sync code
+        # closes them.
+        assert counts[1] <= counts[0] <= before + THREADS + 1
+        await asyncio.to_thread(async_to_sync(layer.close))
+        assert connections_named(name) <= before
+    finally:
+        await layer.close()
+
+
+def test_sync_worker_receives_on_plain_channel_call_after_call() -> None:
+    layer = RedisChannelLayer(hosts=[require_redis()], prefix=unique_prefix())
+    try:
+        for number in range(5):
+            async_to_sync(layer.send)("worker.jobs", {"type": "job", "n": number})
+        received = [async_to_sync(layer.receive)("worker.jobs") for _ in range(5)]
+        assert [message["n"] for message in received] == list(range(5))
+    finally:
+        async_to_sync(layer.flush)()
+        async_to_sync(layer.close)()
+
+
+def test_same_layer_used_by_several_event_loops_in_turn() -> None:
+    layer = RedisChannelLayer(hosts=[require_redis()], prefix=unique_prefix())
+
+    async def round_trip(number: int) -> int:
+        channel = await layer.new_channel()
+        await layer.send(channel, {"type": "m", "n": number})
+        message = await asyncio.wait_for(layer.receive(channel), 5)
+        return int(message["n"])
+
+    try:
+        assert [asyncio.run(round_trip(number)) for number in range(3)] == [0, 1, 2]
+    finally:
+        asyncio.run(layer.flush())

@@ -1,0 +1,94 @@
+"""Run a real ASGI server in a subprocess on a free loopback port.
+
+One helper for every test that crosses a socket: uvicorn with its
+``websockets`` and ``wsproto`` WebSocket implementations, and hypercorn.
+The server is ready when a TCP connect succeeds; the deadline makes a server
+that never starts fail fast with its output attached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from harness.servers import REPO_ROOT, ServerProcess, free_port, server_env
+
+__all__ = ["SERVER_KINDS", "RunningServer", "free_port", "serve", "server_command"]
+
+SERVER_KINDS = ("uvicorn-websockets", "uvicorn-wsproto", "hypercorn")
+START_TIMEOUT = 30.0
+
+
+def server_command(
+    kind: str, app: str, port: int, extra_args: Sequence[str] = ()
+) -> list[str]:
+    """The command line that serves ``app`` (``module:attribute``) with ``kind``."""
+    if kind.startswith("uvicorn-"):
+        ws = kind.removeprefix("uvicorn-")
+        return [
+            sys.executable, "-m", "uvicorn", app,
+            "--host", "127.0.0.1", "--port", str(port),
+            "--ws", ws, "--lifespan", "on", "--log-level", "info",
+            *extra_args,
+        ]  # fmt: skip
+    if kind == "hypercorn":
+        return [
+            sys.executable, "-m", "hypercorn", app,
+            "--bind", f"127.0.0.1:{port}", "--log-level", "info",
+            "--error-logfile", "-", "--graceful-timeout", "5",
+            *extra_args,
+        ]  # fmt: skip
+    raise ValueError(f"unknown server kind {kind!r}; known: {SERVER_KINDS}")
+
+
+class RunningServer(ServerProcess):
+    """A server subprocess of one ``kind`` and where to reach it."""
+
+    def __init__(
+        self, kind: str, port: int, proc: subprocess.Popen[bytes], log: Path
+    ) -> None:
+        super().__init__(kind, port, proc, log)
+        self.kind = kind
+        self.url = f"http://{self.host}:{port}"
+        self.ws_url = f"ws://{self.host}:{port}"
+
+
+@contextlib.contextmanager
+def serve(
+    app: str,
+    kind: str = "uvicorn-websockets",
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    extra_args: Sequence[str] = (),
+    command: Sequence[str] | None = None,
+    port: int | None = None,
+) -> Iterator[RunningServer]:
+    """Serve ``app`` with ``kind`` (or run ``command``, which must listen on
+    ``port``) for the duration of the block; stop it afterwards."""
+    port = port or free_port()
+    argv = (
+        list(command)
+        if command is not None
+        else server_command(kind, app, port, extra_args)
+    )
+    paths = [cwd] if cwd else []
+    with tempfile.TemporaryDirectory(prefix="achannels-server-") as tmp:
+        server = RunningServer.launch(
+            kind,
+            argv,
+            port,
+            Path(tmp) / "server.log",
+            cwd=cwd or REPO_ROOT,
+            env=server_env(paths, env),
+        )
+        try:
+            server.wait_until_listening(START_TIMEOUT)
+            yield server
+        finally:
+            server.stop()
