@@ -14,16 +14,15 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from ..exceptions import ChannelFull
-from ._base import BaseChannelLayer, ChannelCapacity
-from ._redis_bridge import bridged, on_throwaway_loop, run_bridged
-from ._redis_connection import Lane
-from ._redis_hosts import consistent_hash, decode_hosts
-from ._redis_local import Reporter
-from ._redis_loops import PerLoop
-from ._redis_receiver import RESERVED_KEY, Receiver
-from ._redis_scripts import GROUP_ADD, GROUP_DELIVER, GROUP_MEMBERS, SEND
-from ._redis_serializer import MAX_MESSAGE_SIZE, MessageSerializer
+from ...exceptions import ChannelFull
+from .._base import BaseChannelLayer, ChannelCapacity
+from ._connection import Lane
+from ._hosts import consistent_hash, decode_hosts
+from ._inbox import Reporter
+from ._loops import PerLoop, bridged, on_throwaway_loop, run_bridged
+from ._receiver import RESERVED_KEY, Receiver
+from ._scripts import GROUP_ADD, GROUP_DELIVER, GROUP_MEMBERS, SEND
+from ._serializer import MAX_MESSAGE_SIZE, MessageSerializer
 
 __all__ = ["RedisChannelLayer"]
 

@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._redis_connection import Lane
-from ._redis_local import LocalChannels, Reporter
-from ._redis_pump import Entry, Pump
-from ._redis_serializer import (
+from ._connection import Lane
+from ._inbox import LocalChannels, Reporter
+from ._pump import Entry, Pump
+from ._serializer import (
     DecryptionError,
     MessageSerializer,
     local_copy,

@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._redis_hosts import HostSpec, create_pool, describe_host
+from ._hosts import HostSpec, create_pool, describe_host
 
 __all__ = ["CONNECTION_ERRORS", "Backoff", "Lane", "pack_command"]
 

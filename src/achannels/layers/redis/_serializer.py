@@ -21,7 +21,7 @@ from typing import Any
 
 import msgpack
 
-from ..exceptions import MessageTooLarge
+from ...exceptions import MessageTooLarge
 
 __all__ = [
     "MAX_MESSAGE_SIZE",

@@ -17,20 +17,19 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._base import BaseChannelLayer
-from ._redis_bridge import bridged, on_throwaway_loop, run_bridged
-from ._redis_connection import Lane
-from ._redis_hosts import consistent_hash, decode_hosts
-from ._redis_local import LocalChannels, Reporter
-from ._redis_loops import PerLoop
-from ._redis_pubsub_shard import Subscriber
-from ._redis_serializer import (
+from .._base import BaseChannelLayer
+from ._connection import Lane
+from ._hosts import consistent_hash, decode_hosts
+from ._inbox import LocalChannels, Reporter
+from ._loops import PerLoop, bridged, on_throwaway_loop, run_bridged
+from ._serializer import (
     MAX_MESSAGE_SIZE,
     DecryptionError,
     MessageSerializer,
     local_copy,
     pack_local,
 )
+from ._subscriber import Subscriber
 
 __all__ = ["RedisPubSubChannelLayer"]
 
