@@ -6,6 +6,7 @@ __all__ = [
     "DenyConnection",
     "InvalidChannelLayerError",
     "MessageTooLarge",
+    "ReceiverGone",
     "RequestAborted",
     "RequestTimeout",
     "StopConsumer",
@@ -40,6 +41,13 @@ class ChannelFull(Exception):
 
 class MessageTooLarge(Exception):
     """Raised by a channel layer when a message exceeds the size it can carry."""
+
+
+class ReceiverGone(RuntimeError):
+    """Raised in a Redis layer's waiting ``receive()`` when the layer's
+    connections on its event loop are closed under it (``close()``,
+    ``close_pools()``, the pub/sub layer's ``flush()``, or the loop closing).
+    The layer reconnects on next use. New in achannels; a ``RuntimeError``."""
 
 
 class StopConsumer(Exception):

@@ -15,7 +15,13 @@ from typing import Any, TypeAlias
 
 from .._types import Message
 
-__all__ = ["BaseChannelLayer", "CapacityPatterns", "ChannelCapacity", "KnownNames"]
+__all__ = [
+    "BaseChannelLayer",
+    "CapacityPatterns",
+    "ChannelCapacity",
+    "KnownNames",
+    "shown",
+]
 
 #: What ``channel_capacity`` accepts: glob strings (``"websocket.send*"``) or
 #: compiled regular expressions mapped to a capacity, as a mapping or as an
@@ -59,7 +65,7 @@ class KnownNames(set[str]):
         self.add(name)
 
 
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
     """Return ``repr(value)`` cut to a readable length for error messages."""
     text = repr(value)
     return text if len(text) <= 120 else f"{text[:100]}...({len(text)} chars)"
@@ -138,7 +144,7 @@ class BaseChannelLayer:
                 regex = re.compile(fnmatch.translate(pattern))
             else:
                 raise TypeError(
-                    f"channel_capacity key {_shown(pattern)} is a "
+                    f"channel_capacity key {shown(pattern)} is a "
                     f"{type(pattern).__name__}: use a glob string such as "
                     "'websocket.send*' or a compiled re.Pattern"
                 )
@@ -148,8 +154,8 @@ class BaseChannelLayer:
                 or capacity < 1
             ):
                 raise TypeError(
-                    f"channel_capacity for {_shown(pattern)} is "
-                    f"{_shown(capacity)}: use a positive int"
+                    f"channel_capacity for {shown(pattern)} is "
+                    f"{shown(capacity)}: use a positive int"
                 )
             compiled.append((regex, capacity))
         return compiled
@@ -172,12 +178,10 @@ class BaseChannelLayer:
     def _name_problem(self, kind: str, name: object) -> str | None:
         """Return why ``name`` cannot be a ``kind`` name, or ``None``."""
         if not isinstance(name, str):
-            return (
-                f"{kind} name must be a str, got {type(name).__name__} {_shown(name)}"
-            )
+            return f"{kind} name must be a str, got {type(name).__name__} {shown(name)}"
         if len(name) >= self.MAX_NAME_LENGTH:
             return (
-                f"Invalid {kind.lower()} name {_shown(name)}: it has {len(name)} "
+                f"Invalid {kind.lower()} name {shown(name)}: it has {len(name)} "
                 f"characters, it must have fewer than {self.MAX_NAME_LENGTH}"
             )
         return None
@@ -198,16 +202,16 @@ class BaseChannelLayer:
         assert isinstance(name, str)
         if self.channel_name_regex.fullmatch(name) is None:
             raise TypeError(
-                f"Invalid channel name {_shown(name)}: use {_NAME_CHARS}, "
+                f"Invalid channel name {shown(name)}: use {_NAME_CHARS}, "
                 "optionally followed by one '!' and a process-local part of "
                 f"the same characters, fewer than {self.MAX_NAME_LENGTH} "
                 "characters in all"
             )
         if receive and "!" in name and not name.endswith("!"):
             raise TypeError(
-                f"Invalid channel name {_shown(name)} for receive(): a "
+                f"Invalid channel name {shown(name)} for receive(): a "
                 "process-specific name must end at the '!' (receive on "
-                f"{_shown(self.non_local_name(name))})"
+                f"{shown(self.non_local_name(name))})"
             )
         return True
 
@@ -221,7 +225,7 @@ class BaseChannelLayer:
         assert isinstance(name, str)
         if self.group_name_regex.fullmatch(name) is None:
             raise TypeError(
-                f"Invalid group name {_shown(name)}: use {_NAME_CHARS}, "
+                f"Invalid group name {shown(name)}: use {_NAME_CHARS}, "
                 f"fewer than {self.MAX_NAME_LENGTH} characters"
             )
         return True
@@ -233,7 +237,7 @@ class BaseChannelLayer:
         if not isinstance(names, list) or not names:
             raise TypeError(
                 "names must be a non-empty list of channel names, got "
-                f"{type(names).__name__} {_shown(names)}"
+                f"{type(names).__name__} {shown(names)}"
             )
         for name in names:
             self.require_valid_channel_name(name, receive=receive)
@@ -271,7 +275,7 @@ class BaseChannelLayer:
         if not isinstance(message, dict):
             raise TypeError(
                 f"Channel layer messages must be dicts, got "
-                f"{type(message).__name__} {_shown(message)}"
+                f"{type(message).__name__} {shown(message)}"
             )
         return True
 

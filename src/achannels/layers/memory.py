@@ -33,6 +33,7 @@ from .._types import Message
 from ..exceptions import ChannelFull
 from ._base import BaseChannelLayer, ChannelCapacity
 from ._copy import copy_message, snapshot_message
+from ._warnings import RateLimitedWarning
 
 __all__ = ["InMemoryChannelLayer"]
 
@@ -165,8 +166,12 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._channel_groups: dict[str, set[str]] = {}
         # No membership can expire before this time.
         self._group_check_at = math.inf
-        self._full_skipped = 0
-        self._full_log_at = -math.inf
+        self._full = RateLimitedWarning(
+            logger,
+            "group_send skipped %d message(s) for channels at capacity since the "
+            "last report (latest in group %r): their consumers do not keep up",
+            self.full_log_interval,
+        )
 
     # Time and expiry
 
@@ -459,20 +464,9 @@ class InMemoryChannelLayer(BaseChannelLayer):
             if name not in scheduled:
                 self._schedule(name, deadline)
         if skipped:
-            self._report_full(group, skipped, now)
-
-    def _report_full(self, group: str, skipped: int, now: float) -> None:
-        self._full_skipped += skipped
-        if now < self._full_log_at:
-            return
-        logger.warning(
-            "group_send skipped %d message(s) for channels at capacity since the "
-            "last report (latest in group %r): their consumers do not keep up",
-            self._full_skipped,
-            group,
-        )
-        self._full_skipped = 0
-        self._full_log_at = now + self.full_log_interval
+            # full_log_interval may be set on the instance after it was made.
+            self._full.interval = self.full_log_interval
+            self._full.count(skipped, group, now=now)
 
     def _unlink(self, group: str, channel: str) -> None:
         """Remove a membership from :attr:`groups` and the channel index (the

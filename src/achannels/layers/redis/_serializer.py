@@ -21,7 +21,9 @@ from typing import Any
 
 import msgpack
 
-from ..exceptions import MessageTooLarge
+from ..._types import Message
+from ...exceptions import MessageTooLarge
+from .._base import shown
 
 __all__ = [
     "MAX_MESSAGE_SIZE",
@@ -67,15 +69,10 @@ def pack_local(message: Any) -> bytes:
     return _msgpack_dumps(message)
 
 
-def local_copy(data: bytes) -> dict[str, Any]:
+def local_copy(data: bytes) -> Message:
     """Return a fresh message unpacked from :func:`pack_local` bytes."""
-    message: dict[str, Any] = _msgpack_loads(data)
+    message: Message = _msgpack_loads(data)
     return message
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:60]}...({len(text)} chars)"
 
 
 def _find_unserializable(
@@ -90,7 +87,7 @@ def _find_unserializable(
             try:
                 dumps({key: None})
             except (TypeError, ValueError, OverflowError) as error:
-                return f"{path} key {_shown(key)}", key, error
+                return f"{path} key {shown(key)}", key, error
         items = ((f"{path}[{key!r}]", item) for key, item in value.items())
     elif isinstance(value, (list, tuple)):
         items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
@@ -145,7 +142,7 @@ class MessageSerializer:
         """Whether messages are encrypted."""
         return self._crypter is not None
 
-    def serialize(self, message: dict[str, Any]) -> bytes:
+    def serialize(self, message: Message) -> bytes:
         """Return the wire bytes of ``message``.
 
         Raises :class:`TypeError` naming the first key whose value the format
@@ -168,7 +165,7 @@ class MessageSerializer:
             )
         return data
 
-    def deserialize(self, data: bytes) -> dict[str, Any]:
+    def deserialize(self, data: bytes) -> Message:
         """Return the message in ``data``.
 
         Raises :class:`DecryptionError` when encryption is on and ``data`` was
@@ -203,7 +200,7 @@ class MessageSerializer:
             return TypeError(f"Cannot serialize message with {self.format}: {error}")
         path, value, reason = found
         return TypeError(
-            f"Cannot send {path}: {type(value).__name__} {_shown(value)} cannot "
+            f"Cannot send {path}: {type(value).__name__} {shown(value)} cannot "
             f"be serialized with {self.format} ({reason}); use str, bytes, int, "
             "float, bool, None, lists and dicts"
         )

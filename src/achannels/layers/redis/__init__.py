@@ -4,7 +4,10 @@
 receivers that are briefly away; ``RedisPubSubChannelLayer`` uses Redis
 pub/sub and delivers only to receivers subscribed at the time. Both read and
 write the same keys, channel names and message bytes as channels_redis 4.3,
-so processes running either library share channels and groups.
+so processes running either library share channels and groups. They are
+defined in :mod:`achannels.layers.redis.core` and
+:mod:`achannels.layers.redis.pubsub` (channels_redis's ``core`` and
+``pubsub``); import them from here.
 
 Configure them as with channels_redis::
 
@@ -18,10 +21,7 @@ Configure them as with channels_redis::
 
 from __future__ import annotations
 
-from ._redis_core import RedisChannelLayer
-from ._redis_pubsub import RedisPubSubChannelLayer
+from .core import RedisChannelLayer
+from .pubsub import RedisPubSubChannelLayer
 
 __all__ = ["RedisChannelLayer", "RedisPubSubChannelLayer"]
-
-RedisChannelLayer.__module__ = __name__
-RedisPubSubChannelLayer.__module__ = __name__

@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from ._redis_connection import Lane
+from ._connection import Lane
 
 __all__ = [
     "GROUP_ADD",

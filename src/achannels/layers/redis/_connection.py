@@ -5,6 +5,10 @@ borrowed connection. It sidesteps redis-py's client and pool bookkeeping on
 the per-message path (the pool is still what builds connections, so URL
 options, TLS and Sentinel all work). A connection whose command was
 interrupted is discarded, never reused with a reply still unread.
+
+The pump and the subscriber, which hold a connection of their own, share
+:class:`Backoff` (delays between reconnects), :func:`pack_command` (RESP
+encoding) and :data:`CONNECTION_ERRORS` with it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._redis_hosts import HostSpec, create_pool, describe_host
+from ._hosts import HostSpec, create_pool, describe_host
 
 __all__ = ["CONNECTION_ERRORS", "Backoff", "Lane", "pack_command"]
 

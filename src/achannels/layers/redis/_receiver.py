@@ -10,23 +10,20 @@ hand each message to its channel's receiver.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
-from ._redis_connection import Lane
-from ._redis_local import LocalChannels, Reporter
-from ._redis_pump import Entry, Pump
-from ._redis_serializer import (
-    DecryptionError,
-    MessageSerializer,
-    local_copy,
-    pack_local,
-)
+from ..._types import Message
+from .._warnings import RateLimitedWarning
+from ._connection import Lane
+from ._inbox import LocalChannels
+from ._pump import Entry, Pump
+from ._serializer import DecryptionError, MessageSerializer
 
 __all__ = ["RESERVED_KEY", "Receiver"]
 
-Message = dict[str, Any]
+logger = logging.getLogger("achannels.layers.redis")
 
 #: Carries the target channel name(s) inside a stored message.
 RESERVED_KEY = "__asgi_channel__"
@@ -56,7 +53,7 @@ class Receiver:
         self._pumps: dict[tuple[int, str], tuple[Pump, asyncio.Task[None]]] = {}
         self._swept_at = time.monotonic()
         # Per receiver, so one layer's drops never silence another's report.
-        self._unreadable = Reporter(_UNREADABLE)
+        self._unreadable = RateLimitedWarning(logger, _UNREADABLE)
 
     def receiving_locally(self) -> bool:
         """Return whether a pump reads a process-specific key on this loop."""
@@ -140,14 +137,8 @@ class Receiver:
                 self._unreadable.count(
                     1, self._prefix + name, f"{RESERVED_KEY} is {target!r:.80}"
                 )
-            elif len(target) == 1:
-                local.deliver(target[0], message, now)
             else:
-                # One copy per receiver: a consumer that mutates its message
-                # must not change what the others see.
-                packed = pack_local(message)
-                for channel in target:
-                    local.deliver(channel, local_copy(packed), now)
+                local.deliver_each(target, message, now)
         return []
 
     def _deliver_shared(self, channel: str, entries: list[Entry]) -> list[Entry]:

@@ -9,25 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from ..exceptions import ChannelFull
-from ._base import BaseChannelLayer, ChannelCapacity
-from ._redis_bridge import bridged, on_throwaway_loop, run_bridged
-from ._redis_connection import Lane
-from ._redis_hosts import consistent_hash, decode_hosts
-from ._redis_local import Reporter
-from ._redis_loops import PerLoop
-from ._redis_receiver import RESERVED_KEY, Receiver
-from ._redis_scripts import GROUP_ADD, GROUP_DELIVER, GROUP_MEMBERS, SEND
-from ._redis_serializer import MAX_MESSAGE_SIZE, MessageSerializer
+from ..._types import Message
+from ...exceptions import ChannelFull
+from .._base import BaseChannelLayer, ChannelCapacity
+from .._warnings import RateLimitedWarning
+from ._connection import Lane
+from ._hosts import consistent_hash, decode_hosts
+from ._loops import PerLoop, bridged, on_throwaway_loop, run_bridged
+from ._receiver import RESERVED_KEY, Receiver
+from ._scripts import GROUP_ADD, GROUP_DELIVER, GROUP_MEMBERS, SEND
+from ._serializer import MAX_MESSAGE_SIZE, MessageSerializer
 
 __all__ = ["RedisChannelLayer"]
 
-Message = dict[str, Any]
+logger = logging.getLogger("achannels.layers.redis")
 
 
 class _LoopState:
@@ -107,9 +108,10 @@ class RedisChannelLayer(BaseChannelLayer):
         self.client_prefix = uuid.uuid4().hex
         self._send_cycle = itertools.cycle(range(self.ring_size))
         self._last_score = 0.0
-        self._full = Reporter(
+        self._full = RateLimitedWarning(
+            logger,
             "group_send skipped %d channel(s) at capacity (latest group %r); "
-            "their consumers are not keeping up"
+            "their consumers are not keeping up",
         )
         self._states: PerLoop[_LoopState] = PerLoop(
             lambda: _LoopState(self), _LoopState.aclose
@@ -328,7 +330,7 @@ class RedisChannelLayer(BaseChannelLayer):
     async def close_pools(self) -> None:
         """Close this event loop's connections and stop its receiving; the
         layer reconnects on next use. Waiting receivers get
-        :class:`~achannels.layers._redis_local.ReceiverGone`."""
+        :class:`~achannels.exceptions.ReceiverGone`."""
         await self._states.aclose_current()
 
     @bridged

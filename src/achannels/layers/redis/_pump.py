@@ -24,8 +24,8 @@ from typing import Any
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
 
-from ._redis_connection import CONNECTION_ERRORS, Backoff, Lane, pack_command
-from ._redis_scripts import RESTORE_INFLIGHT
+from ._connection import CONNECTION_ERRORS, Backoff, Lane, pack_command
+from ._scripts import RESTORE_INFLIGHT
 
 __all__ = ["Entry", "Pump"]
 

@@ -17,26 +17,19 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._base import BaseChannelLayer
-from ._redis_bridge import bridged, on_throwaway_loop, run_bridged
-from ._redis_connection import Lane
-from ._redis_hosts import consistent_hash, decode_hosts
-from ._redis_local import LocalChannels, Reporter
-from ._redis_loops import PerLoop
-from ._redis_pubsub_shard import Subscriber
-from ._redis_serializer import (
-    MAX_MESSAGE_SIZE,
-    DecryptionError,
-    MessageSerializer,
-    local_copy,
-    pack_local,
-)
+from ..._types import Message
+from .._base import BaseChannelLayer
+from .._warnings import RateLimitedWarning
+from ._connection import Lane
+from ._hosts import consistent_hash, decode_hosts
+from ._inbox import LocalChannels
+from ._loops import PerLoop, bridged, on_throwaway_loop, run_bridged
+from ._serializer import MAX_MESSAGE_SIZE, DecryptionError, MessageSerializer
+from ._subscriber import Subscriber
 
 __all__ = ["RedisPubSubChannelLayer"]
 
 logger = logging.getLogger("achannels.layers.redis")
-
-Message = dict[str, Any]
 
 # Options of channels_redis's core layer that its pub/sub layer accepts and
 # ignores; configs are often copied between the two.
@@ -64,7 +57,7 @@ class _LoopState:
         #: Group channel name to the local channels in the group.
         self.groups: dict[str, set[str]] = {}
         # Per receiver, so one layer's drops never silence another's report.
-        self.unreadable = Reporter(_UNREADABLE)
+        self.unreadable = RateLimitedWarning(logger, _UNREADABLE)
 
     def subscriber(self, name: str) -> Subscriber:
         return self.subscribers[consistent_hash(name, len(self.subscribers))]
@@ -82,13 +75,8 @@ class _LoopState:
         now = time.monotonic()
         if members is None:
             self.local.deliver(name, message, now)
-        elif len(members) == 1:
-            self.local.deliver(next(iter(members)), message, now)
         else:
-            # One copy per receiver, so one consumer's mutation stays its own.
-            packed = pack_local(message)
-            for channel in members:
-                self.local.deliver(channel, local_copy(packed), now)
+            self.local.deliver_each(members, message, now)
 
     async def aclose(self) -> None:
         for subscriber in self.subscribers:
@@ -271,7 +259,7 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
     async def flush(self) -> None:
         """Forget every channel and group of this event loop and close its
         connections; the layer stays usable. Waiting receivers get
-        :class:`~achannels.layers._redis_local.ReceiverGone`."""
+        :class:`~achannels.exceptions.ReceiverGone`."""
         await self._states.aclose_current()
 
     @bridged

@@ -1,9 +1,9 @@
-"""In-process inboxes for channels whose messages one pump reads from Redis.
+"""In-process inboxes: where messages read from Redis wait for their receiver.
 
-A pump pops a batch of messages for this process and hands each one to the
-inbox of its channel: straight to a waiting ``receive()`` when there is one,
-else into a bounded queue. Every receiver gets its own copy of a group
-message, so one consumer mutating it cannot change what another sees.
+A pump (core layer) or a subscription (pub/sub layer) hands each message it
+reads to the inbox of its channel: straight to a waiting ``receive()`` when
+there is one, else into a bounded queue. Every receiver gets its own copy of
+a group message, so one consumer mutating it cannot change what another sees.
 """
 
 from __future__ import annotations
@@ -12,42 +12,16 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Collection
 
-__all__ = ["Inbox", "LocalChannels", "ReceiverGone", "Reporter"]
+from ..._types import Message
+from ...exceptions import ReceiverGone
+from .._warnings import RateLimitedWarning
+from ._serializer import local_copy, pack_local
+
+__all__ = ["Inbox", "LocalChannels"]
 
 logger = logging.getLogger("achannels.layers.redis")
-
-Message = dict[str, Any]
-
-# Drops are reported at most this often, with the count since the last report.
-_REPORT_INTERVAL = 60.0
-
-
-class Reporter:
-    """Counts an event and logs it at most once per interval, with the count
-    since the last report, so a storm of them costs one log line a minute."""
-
-    def __init__(self, template: str, interval: float = _REPORT_INTERVAL) -> None:
-        self._template = template
-        self._interval = interval
-        self._count = 0
-        self._reported_at = -interval
-
-    def count(self, amount: int, *args: object) -> None:
-        """Add ``amount`` events; log ``template % (count, *args)`` if due."""
-        self._count += amount
-        now = time.monotonic()
-        if now - self._reported_at >= self._interval:
-            logger.warning(self._template, self._count, *args)
-            self._count = 0
-            self._reported_at = now
-
-
-class ReceiverGone(RuntimeError):
-    """Raised in a waiting ``receive()`` when the layer's connections on its
-    event loop are closed (``close()``, ``close_pools()`` or loop shutdown)."""
 
 
 class Inbox:
@@ -101,10 +75,11 @@ class LocalChannels:
         self._expiry = expiry
         self._inboxes: dict[str, Inbox] = {}
         self._closed: str | None = None
-        self._drops = Reporter(
+        self._drops = RateLimitedWarning(
+            logger,
             "Dropped %d message(s) for channels whose receivers fell behind "
             "their capacity (latest: %r); raise capacity/channel_capacity or "
-            "make the consumer faster"
+            "make the consumer faster",
         )
 
     def waiting(self, channel: str) -> int:
@@ -125,6 +100,20 @@ class LocalChannels:
             inbox = self._inboxes[channel] = Inbox(self._capacity_of(channel))
         if not inbox.put(message, now):
             self._count_drop(channel)
+
+    def deliver_each(
+        self, channels: Collection[str], message: Message, now: float
+    ) -> None:
+        """Give each of ``channels`` its own copy of ``message`` (a group
+        message), so a consumer that mutates its message cannot change what
+        the others see; ``now`` as for :meth:`deliver`."""
+        if len(channels) == 1:
+            for channel in channels:
+                self.deliver(channel, message, now)
+            return
+        packed = pack_local(message)
+        for channel in channels:
+            self.deliver(channel, local_copy(packed), now)
 
     def push_back(self, channel: str, message: Message) -> None:
         """Return ``message`` to the front of ``channel``'s queue (a receiver

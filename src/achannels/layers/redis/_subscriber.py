@@ -20,7 +20,7 @@ from typing import Any
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from ._redis_connection import CONNECTION_ERRORS, Backoff, Lane, pack_command
+from ._connection import CONNECTION_ERRORS, Backoff, Lane, pack_command
 
 __all__ = ["Subscriber"]
 
