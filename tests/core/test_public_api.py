@@ -45,6 +45,7 @@ PUBLIC_API: dict[str, set[str]] = {
         "InvalidChannelLayerError",
         "RequestAborted",
         "RequestTimeout",
+        "ReceiverGone",
     },
     "achannels.testing": {
         "ApplicationCommunicator",

@@ -38,7 +38,6 @@ def channels_test_databases(request: pytest.FixtureRequest) -> Iterator[None]:
         request.getfixturevalue("django_db_setup")
         yield
         return
-    import django
     from django.apps import apps
     from django.test.utils import (
         setup_databases,
@@ -46,6 +45,8 @@ def channels_test_databases(request: pytest.FixtureRequest) -> Iterator[None]:
         teardown_databases,
         teardown_test_environment,
     )
+
+    import django
 
     if not apps.ready:
         django.setup()
