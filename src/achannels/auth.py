@@ -24,10 +24,10 @@ from django.contrib.auth import (
 from django.utils.crypto import constant_time_compare
 from django.utils.functional import LazyObject, empty
 
-from achannels._types import ASGIApp, Receive, Scope, Send
-from achannels.db import database_sync_to_async
-from achannels.middleware import BaseMiddleware
-from achannels.sessions import CookieMiddleware, SessionMiddleware
+from ._types import ASGIApp, Receive, Scope, Send
+from .db import database_sync_to_async
+from .middleware import BaseMiddleware
+from .sessions import CookieMiddleware, SessionMiddleware
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser

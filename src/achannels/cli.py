@@ -17,8 +17,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from achannels import DEFAULT_CHANNEL_LAYER, __version__
-from achannels.exceptions import InvalidChannelLayerError
+from . import DEFAULT_CHANNEL_LAYER, __version__
+from .exceptions import InvalidChannelLayerError
 
 __all__ = ["main"]
 
@@ -91,8 +91,8 @@ def _setup_django_if_configured() -> None:
 
 
 def _worker(options: argparse.Namespace) -> int:
-    from achannels.layers import get_channel_layer
-    from achannels.worker import Worker
+    from .layers import get_channel_layer
+    from .worker import Worker
 
     # Like uvicorn, find the application (and Django settings) in the current
     # directory.

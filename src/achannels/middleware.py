@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from achannels._types import ASGIApp, Receive, Scope, Send
+from ._types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["BaseMiddleware"]
 

@@ -22,8 +22,8 @@ from django.utils.encoding import force_str
 from django.utils.functional import LazyObject
 from django.utils.http import http_date
 
-from achannels._types import ASGIApp, Message, Receive, Scope, Send
-from achannels.db import database_sync_to_async
+from ._types import ASGIApp, Message, Receive, Scope, Send
+from .db import database_sync_to_async
 
 __all__ = [
     "CookieMiddleware",

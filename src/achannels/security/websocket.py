@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from achannels._types import ASGIApp, Receive, Scope, Send
-from achannels.generic.websocket import AsyncWebsocketConsumer
+from .._types import ASGIApp, Receive, Scope, Send
+from ..generic.websocket import AsyncWebsocketConsumer
 
 __all__ = ["AllowedHostsOriginValidator", "OriginValidator", "WebsocketDenier"]
 

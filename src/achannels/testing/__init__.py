@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from achannels.testing.application import ApplicationCommunicator
-from achannels.testing.http import HttpCommunicator
-from achannels.testing.websocket import WebsocketCommunicator
+from .application import ApplicationCommunicator
+from .http import HttpCommunicator
+from .websocket import WebsocketCommunicator
 
 if TYPE_CHECKING:
-    from achannels.testing.live import ChannelsLiveServerTestCase
+    from .live import ChannelsLiveServerTestCase
 
 __all__ = [
     "ApplicationCommunicator",

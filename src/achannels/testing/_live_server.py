@@ -36,7 +36,7 @@ def _configure_django(config: dict[str, Any]) -> None:
 
 
 def _application(config: dict[str, Any]) -> Any:
-    from achannels.routing import get_default_application
+    from ..routing import get_default_application
 
     application = get_default_application()
     wrapper_path = config["static_wrapper"]

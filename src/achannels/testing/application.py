@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 from types import TracebackType
 
-from achannels._types import ASGIApp, Message, Scope
+from .._types import ASGIApp, Message, Scope
 
 __all__ = ["ApplicationCommunicator"]
 

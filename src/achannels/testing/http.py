@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from achannels._types import ASGIApp, Scope
-from achannels.testing._scope import normalize_headers, split_path
-from achannels.testing.application import ApplicationCommunicator
+from .._types import ASGIApp, Scope
+from ._scope import normalize_headers, split_path
+from .application import ApplicationCommunicator
 
 __all__ = ["HttpCommunicator"]
 

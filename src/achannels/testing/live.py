@@ -33,7 +33,7 @@ from django.db import connections
 from django.test.testcases import TransactionTestCase
 from django.test.utils import modify_settings
 
-from achannels.testing._live_server import CONFIG_ENV
+from ._live_server import CONFIG_ENV
 
 __all__ = ["ChannelsLiveServerTestCase", "LiveServer"]
 

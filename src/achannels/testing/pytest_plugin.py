@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from achannels.testing.live import LiveServer
+from .live import LiveServer
 
 __all__ = ["channels_live_server", "channels_test_databases"]
 

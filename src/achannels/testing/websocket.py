@@ -6,9 +6,9 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from achannels._types import ASGIApp, Message, Scope
-from achannels.testing._scope import normalize_headers, split_path
-from achannels.testing.application import ApplicationCommunicator
+from .._types import ASGIApp, Message, Scope
+from ._scope import normalize_headers, split_path
+from .application import ApplicationCommunicator
 
 __all__ = ["WebsocketCommunicator"]
 

@@ -26,7 +26,7 @@ from django.core.management import CommandError
 from django.db import connections
 from django.utils import autoreload
 
-from achannels._types import ASGIApp
+from ..._types import ASGIApp
 
 __all__ = ["Command"]
 
@@ -71,7 +71,7 @@ class Command(StaticfilesRunserverCommand):
         """Return the ``ASGI_APPLICATION``, wrapped to serve static files
         (HTTP only) when staticfiles is installed and DEBUG (or
         ``--insecure``) is on, unless ``--nostatic``."""
-        from achannels.routing import get_default_application
+        from ...routing import get_default_application
 
         application: ASGIApp = get_default_application()
         if (

@@ -9,10 +9,10 @@ from typing import Any
 from django.core.management import BaseCommand, CommandError
 from django.core.management.base import CommandParser
 
-from achannels import DEFAULT_CHANNEL_LAYER
-from achannels.layers import get_channel_layer
-from achannels.routing import get_default_application
-from achannels.worker import Worker
+from ... import DEFAULT_CHANNEL_LAYER
+from ...layers import get_channel_layer
+from ...routing import get_default_application
+from ...worker import Worker
 
 __all__ = ["Command"]
 
