@@ -13,7 +13,7 @@ from . import DEFAULT_CHANNEL_LAYER
 from ._concurrency import CONCURRENT_MARK, HandlerPool, concurrent
 from ._dispatch import InOrderDispatcher
 from ._django import close_old_connections
-from ._drain import running_consumers
+from ._lifespan import running_consumers
 from ._types import ChannelLayerProtocol, Message, Receive, Scope, Send
 from .exceptions import StopConsumer
 from .layers import get_channel_layer
