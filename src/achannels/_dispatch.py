@@ -12,6 +12,12 @@ channel is in use (``channel_name`` was read), to that channel too:
 - the first failure ends the loop: a pump that fails cancels the consumer's
   task out of ``receive``, which raises the pump's error; every pump is
   cancelled and awaited before the loop ends.
+
+Handlers marked ``@concurrent`` (the opt-in escape from strict order) run in
+a ``HandlerPool`` beside the loop instead: at most ``max_concurrent_handlers``
+at a time per consumer (the loop waits for a slot, which is the
+backpressure), cancelled when the consumer ends; the first error one of them
+raises ends the consumer as if the loop had raised it.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any
 
 from ._types import Message
 
-__all__ = ["InOrderDispatcher", "Turn"]
+__all__ = ["HandlerPool", "InOrderDispatcher", "Turn"]
 
 Source = Callable[[], Awaitable[Message]]
 Dispatch = Callable[[Message], Awaitable[None]]
@@ -171,3 +177,55 @@ def _only_our_cancel() -> bool:
     task = asyncio.current_task()
     assert task is not None
     return task.uncancel() == 0
+
+
+class HandlerPool:
+    """The concurrent handler tasks of one consumer."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"max_concurrent_handlers must be at least 1, got {limit}")
+        self._slots = asyncio.Semaphore(limit)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._failure: asyncio.Future[Message] | None = None
+
+    def _failure_future(self) -> asyncio.Future[Message]:
+        if self._failure is None:
+            self._failure = asyncio.get_running_loop().create_future()
+        return self._failure
+
+    async def start(
+        self, handler: Callable[[Message], Awaitable[None]], message: Message
+    ) -> None:
+        """Start ``handler(message)`` in a task once a slot is free."""
+        await self._slots.acquire()
+        task = asyncio.ensure_future(self._run(handler, message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(
+        self, handler: Callable[[Message], Awaitable[None]], message: Message
+    ) -> None:
+        try:
+            await handler(message)
+        except Exception as exc:  # StopConsumer included: it ends the consumer
+            failure = self._failure_future()
+            if not failure.done():
+                failure.set_exception(exc)
+        finally:
+            self._slots.release()
+
+    async def first_failure(self) -> Message:
+        """Wait until a handler fails, then raise its error. Used as one more
+        message source of the dispatch loop, so a failure ends the loop."""
+        return await self._failure_future()
+
+    async def aclose(self) -> None:
+        """Cancel every running handler and wait for them."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        if self._failure is not None and not self._failure.done():
+            self._failure.cancel()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext, async_to_sync
 
 from . import DEFAULT_CHANNEL_LAYER
-from ._concurrency import CONCURRENT_MARK, HandlerPool, concurrent
-from ._dispatch import InOrderDispatcher
+from ._dispatch import HandlerPool, InOrderDispatcher
 from ._django import close_old_connections
 from ._lifespan import running_consumers
 from ._types import ChannelLayerProtocol, Message, Receive, Scope, Send
@@ -56,6 +56,33 @@ def get_handler_name(message: Message) -> str:
         _handler_names.clear()
     _handler_names[message_type] = handler_name
     return handler_name
+
+
+# Set on handlers by @concurrent; read once per class by __init_subclass__.
+CONCURRENT_MARK = "_achannels_concurrent"
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+
+def concurrent(handler: Handler) -> Handler:
+    """Mark an async consumer handler to run concurrently with later messages.
+
+    In Channels one slow handler holds back every later frame and group
+    message of its connection. A ``@concurrent`` handler runs in its own task
+    beside the in-order loop instead, at most ``max_concurrent_handlers`` at a
+    time per consumer, and is cancelled when the consumer ends; an error it
+    raises ends the consumer. Use it for handlers whose order does not matter
+    and that may be slow; everything else keeps running one message at a
+    time, in order. Raises ``TypeError`` for a function that is not async.
+    """
+    checked: Any = handler  # keep `handler`'s type: the check below narrows it
+    if not inspect.iscoroutinefunction(checked):
+        raise TypeError(
+            f"@concurrent needs an async handler; {handler.__qualname__} is not a "
+            "coroutine function (sync consumers run handlers in order in their thread)"
+        )
+    setattr(handler, CONCURRENT_MARK, True)
+    return handler
 
 
 class AsyncConsumer:
