@@ -204,35 +204,28 @@ class AsyncConsumer:
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         if self.channel_layer is not None and self._channel_name is None:
             self.channel_name = await self.channel_layer.new_channel()
-        send = self._wrap_send(send)
-        self.base_send = async_to_sync(send) if self._sync else send
         running_consumers.enter()
         try:
-            await self._run([receive])
+            await self._run(receive, send)
         except StopConsumer:
             pass
         finally:
             running_consumers.leave()
 
-    # The two hooks below are plain methods returning what is awaited, not
-    # coroutines awaiting it: an idle connection keeps one coroutine frame
-    # per level of its call chain, a few hundred bytes each.
+    def _run(self, receive: Receive, send: Send) -> Awaitable[None]:
+        """Dispatch until a handler raises (the returned awaitable does).
 
-    def _wrap_send(self, send: Send) -> Send:
-        """The server's ``send`` as this consumer uses it (subclasses wrap
-        it to watch the connection)."""
-        return send
-
-    def _run(self, sources: list[Callable[[], Awaitable[Message]]]) -> Awaitable[None]:
-        """Dispatch until a handler raises (the returned awaitable does);
-        subclasses wrap this to add connection-level cleanup."""
+        The WebSocket edge overrides this to watch ``send`` and to clean up
+        the connection's end. A plain method returning what is awaited, not
+        a coroutine awaiting it: an idle connection keeps one coroutine frame
+        per level of its call chain, a few hundred bytes each.
+        """
+        self.base_send = async_to_sync(send) if self._sync else send
         dispatcher = self._dispatcher
         assert dispatcher is not None, "__call__ creates the dispatcher first"
-        for source in sources[1:]:
-            dispatcher.add_source(source)
         if not self._concurrent_handlers:
-            return dispatcher.run(sources[0])
-        return self._run_with_pool(dispatcher, sources[0])
+            return dispatcher.run(receive)
+        return self._run_with_pool(dispatcher, receive)
 
     async def _run_with_pool(
         self, dispatcher: InOrderDispatcher, receive: Callable[[], Awaitable[Message]]
