@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ._tasks import OwnedTasks
 from ._types import Message
 
 __all__ = ["HandlerPool", "InOrderDispatcher", "Turn"]
@@ -93,13 +94,13 @@ class InOrderDispatcher:
     """Dispatches what the client sends (``run``) and what sources added at
     any time (``add_source``) return, one message at a time."""
 
-    __slots__ = ("_closed", "_dispatch", "_failure", "_main", "_pumps", "_turn")
+    __slots__ = ("_closed", "_dispatch", "_main", "_pumps", "_turn")
 
     def __init__(self, dispatch: Dispatch) -> None:
         self._dispatch = dispatch
         self._turn = Turn()
-        self._pumps: list[asyncio.Task[None]] = []
-        self._failure: BaseException | None = None
+        # Created with the first source: many consumers never add one.
+        self._pumps: OwnedTasks | None = None
         self._main: asyncio.Task[Any] | None = None
         self._closed = False
 
@@ -108,9 +109,9 @@ class InOrderDispatcher:
         loop ends; ignored once it has ended. Call it from the loop's thread."""
         if self._closed:
             return
-        pump = asyncio.ensure_future(self._pump(source))
-        self._pumps.append(pump)
-        pump.add_done_callback(self._pump_ended)
+        if self._pumps is None:
+            self._pumps = OwnedTasks(self._pump_failed)
+        self._pumps.spawn(self._pump(source))
 
     async def _pump(self, source: Source) -> None:
         turn = self._turn
@@ -126,11 +127,8 @@ class InOrderDispatcher:
             finally:
                 turn.give_back()
 
-    def _pump_ended(self, pump: asyncio.Task[None]) -> None:
-        if pump.cancelled() or self._failure is not None:
-            return
-        self._failure = pump.exception()
-        if self._failure is not None and self._main is not None:
+    def _pump_failed(self, failure: BaseException) -> None:
+        if self._main is not None:
             self._main.cancel()  # out of receive(); run() raises the failure
 
     async def run(self, receive: Source) -> None:
@@ -139,8 +137,8 @@ class InOrderDispatcher:
         self._main = asyncio.current_task()
         turn = self._turn
         try:
-            if self._failure is not None:
-                raise self._failure
+            if self._pumps is not None and self._pumps.failure is not None:
+                raise self._pumps.failure
             while True:
                 message = await receive()
                 if not turn.take_nowait():
@@ -150,9 +148,10 @@ class InOrderDispatcher:
                 finally:
                     turn.give_back()
         except asyncio.CancelledError:
-            if self._failure is None or not _only_our_cancel():
+            failure = None if self._pumps is None else self._pumps.failure
+            if failure is None or not _only_our_cancel():
                 raise
-            raise self._failure from None
+            raise failure from None
         finally:
             self._closed = True
             self._main = None
@@ -163,10 +162,8 @@ class InOrderDispatcher:
                 # expires. One turn of the loop lets each pump take what was
                 # handed or queued to it, drop it and wait again, empty.
                 await asyncio.sleep(0)
-                for pump in pumps:
-                    pump.cancel()
                 # No handler outlives its consumer.
-                await asyncio.wait(pumps)
+                await pumps.aclose()
 
 
 def _only_our_cancel() -> bool:
@@ -186,7 +183,7 @@ class HandlerPool:
         if limit < 1:
             raise ValueError(f"max_concurrent_handlers must be at least 1, got {limit}")
         self._slots = asyncio.Semaphore(limit)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = OwnedTasks(self._handler_failed)
         self._failure: asyncio.Future[Message] | None = None
 
     def _failure_future(self) -> asyncio.Future[Message]:
@@ -199,21 +196,21 @@ class HandlerPool:
     ) -> None:
         """Start ``handler(message)`` in a task once a slot is free."""
         await self._slots.acquire()
-        task = asyncio.ensure_future(self._run(handler, message))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._run(handler, message))
 
     async def _run(
         self, handler: Callable[[Message], Awaitable[None]], message: Message
     ) -> None:
         try:
             await handler(message)
-        except Exception as exc:  # StopConsumer included: it ends the consumer
-            failure = self._failure_future()
-            if not failure.done():
-                failure.set_exception(exc)
         finally:
             self._slots.release()
+
+    def _handler_failed(self, failure: BaseException) -> None:
+        # StopConsumer included: it ends the consumer.
+        future = self._failure_future()
+        if not future.done():
+            future.set_exception(failure)
 
     async def first_failure(self) -> Message:
         """Wait until a handler fails, then raise its error. Used as one more
@@ -222,10 +219,6 @@ class HandlerPool:
 
     async def aclose(self) -> None:
         """Cancel every running handler and wait for them."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await self._tasks.aclose()
         if self._failure is not None and not self._failure.done():
             self._failure.cancel()
