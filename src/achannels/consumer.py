@@ -59,7 +59,7 @@ def get_handler_name(message: Message) -> str:
 
 
 # Set on handlers by @concurrent; read once per class by __init_subclass__.
-CONCURRENT_MARK = "_achannels_concurrent"
+_CONCURRENT_MARK = "_achannels_concurrent"
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
@@ -81,7 +81,7 @@ def concurrent(handler: Handler) -> Handler:
             f"@concurrent needs an async handler; {handler.__qualname__} is not a "
             "coroutine function (sync consumers run handlers in order in their thread)"
         )
-    setattr(handler, CONCURRENT_MARK, True)
+    setattr(handler, _CONCURRENT_MARK, True)
     return handler
 
 
@@ -127,7 +127,7 @@ class AsyncConsumer:
             name
             for name in dir(cls)
             if not name.startswith("_")
-            and getattr(getattr(cls, name, None), CONCURRENT_MARK, False)
+            and getattr(getattr(cls, name, None), _CONCURRENT_MARK, False)
         )
         if cls._concurrent_handlers and cls._sync:
             raise TypeError(
