@@ -12,6 +12,12 @@ channel is in use (``channel_name`` was read), to that channel too:
 - the first failure ends the loop: a pump that fails cancels the consumer's
   task out of ``receive``, which raises the pump's error; every pump is
   cancelled and awaited before the loop ends.
+
+Handlers marked ``@concurrent`` (the opt-in escape from strict order) run in
+a ``HandlerPool`` beside the loop instead: at most ``max_concurrent_handlers``
+at a time per consumer (the loop waits for a slot, which is the
+backpressure), cancelled when the consumer ends; the first error one of them
+raises ends the consumer as if the loop had raised it.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ._tasks import OwnedTasks
 from ._types import Message
 
-__all__ = ["InOrderDispatcher", "Turn"]
+__all__ = ["HandlerPool", "InOrderDispatcher", "Turn"]
 
 Source = Callable[[], Awaitable[Message]]
 Dispatch = Callable[[Message], Awaitable[None]]
@@ -87,13 +94,13 @@ class InOrderDispatcher:
     """Dispatches what the client sends (``run``) and what sources added at
     any time (``add_source``) return, one message at a time."""
 
-    __slots__ = ("_closed", "_dispatch", "_failure", "_main", "_pumps", "_turn")
+    __slots__ = ("_closed", "_dispatch", "_main", "_pumps", "_turn")
 
     def __init__(self, dispatch: Dispatch) -> None:
         self._dispatch = dispatch
         self._turn = Turn()
-        self._pumps: list[asyncio.Task[None]] = []
-        self._failure: BaseException | None = None
+        # Created with the first source: many consumers never add one.
+        self._pumps: OwnedTasks | None = None
         self._main: asyncio.Task[Any] | None = None
         self._closed = False
 
@@ -102,9 +109,9 @@ class InOrderDispatcher:
         loop ends; ignored once it has ended. Call it from the loop's thread."""
         if self._closed:
             return
-        pump = asyncio.ensure_future(self._pump(source))
-        self._pumps.append(pump)
-        pump.add_done_callback(self._pump_ended)
+        if self._pumps is None:
+            self._pumps = OwnedTasks(self._pump_failed)
+        self._pumps.spawn(self._pump(source))
 
     async def _pump(self, source: Source) -> None:
         turn = self._turn
@@ -120,11 +127,8 @@ class InOrderDispatcher:
             finally:
                 turn.give_back()
 
-    def _pump_ended(self, pump: asyncio.Task[None]) -> None:
-        if pump.cancelled() or self._failure is not None:
-            return
-        self._failure = pump.exception()
-        if self._failure is not None and self._main is not None:
+    def _pump_failed(self, failure: BaseException) -> None:
+        if self._main is not None:
             self._main.cancel()  # out of receive(); run() raises the failure
 
     async def run(self, receive: Source) -> None:
@@ -133,8 +137,8 @@ class InOrderDispatcher:
         self._main = asyncio.current_task()
         turn = self._turn
         try:
-            if self._failure is not None:
-                raise self._failure
+            if self._pumps is not None and self._pumps.failure is not None:
+                raise self._pumps.failure
             while True:
                 message = await receive()
                 if not turn.take_nowait():
@@ -144,9 +148,10 @@ class InOrderDispatcher:
                 finally:
                     turn.give_back()
         except asyncio.CancelledError:
-            if self._failure is None or not _only_our_cancel():
+            failure = None if self._pumps is None else self._pumps.failure
+            if failure is None or not _only_our_cancel():
                 raise
-            raise self._failure from None
+            raise failure from None
         finally:
             self._closed = True
             self._main = None
@@ -157,10 +162,8 @@ class InOrderDispatcher:
                 # expires. One turn of the loop lets each pump take what was
                 # handed or queued to it, drop it and wait again, empty.
                 await asyncio.sleep(0)
-                for pump in pumps:
-                    pump.cancel()
                 # No handler outlives its consumer.
-                await asyncio.wait(pumps)
+                await pumps.aclose()
 
 
 def _only_our_cancel() -> bool:
@@ -171,3 +174,51 @@ def _only_our_cancel() -> bool:
     task = asyncio.current_task()
     assert task is not None
     return task.uncancel() == 0
+
+
+class HandlerPool:
+    """The concurrent handler tasks of one consumer."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"max_concurrent_handlers must be at least 1, got {limit}")
+        self._slots = asyncio.Semaphore(limit)
+        self._tasks = OwnedTasks(self._handler_failed)
+        self._failure: asyncio.Future[Message] | None = None
+
+    def _failure_future(self) -> asyncio.Future[Message]:
+        if self._failure is None:
+            self._failure = asyncio.get_running_loop().create_future()
+        return self._failure
+
+    async def start(
+        self, handler: Callable[[Message], Awaitable[None]], message: Message
+    ) -> None:
+        """Start ``handler(message)`` in a task once a slot is free."""
+        await self._slots.acquire()
+        self._tasks.spawn(self._run(handler, message))
+
+    async def _run(
+        self, handler: Callable[[Message], Awaitable[None]], message: Message
+    ) -> None:
+        try:
+            await handler(message)
+        finally:
+            self._slots.release()
+
+    def _handler_failed(self, failure: BaseException) -> None:
+        # StopConsumer included: it ends the consumer.
+        future = self._failure_future()
+        if not future.done():
+            future.set_exception(failure)
+
+    async def first_failure(self) -> Message:
+        """Wait until a handler fails, then raise its error. Used as one more
+        message source of the dispatch loop, so a failure ends the loop."""
+        return await self._failure_future()
+
+    async def aclose(self) -> None:
+        """Cancel every running handler and wait for them."""
+        await self._tasks.aclose()
+        if self._failure is not None and not self._failure.done():
+            self._failure.cancel()

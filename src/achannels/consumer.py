@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext, async_to_sync
 
 from . import DEFAULT_CHANNEL_LAYER
-from ._concurrency import CONCURRENT_MARK, HandlerPool, concurrent
-from ._dispatch import InOrderDispatcher
+from ._dispatch import HandlerPool, InOrderDispatcher
 from ._django import close_old_connections
-from ._drain import running_consumers
+from ._lifespan import running_consumers
 from ._types import ChannelLayerProtocol, Message, Receive, Scope, Send
 from .exceptions import StopConsumer
 from .layers import get_channel_layer
@@ -58,6 +58,33 @@ def get_handler_name(message: Message) -> str:
     return handler_name
 
 
+# Set on handlers by @concurrent; read once per class by __init_subclass__.
+_CONCURRENT_MARK = "_achannels_concurrent"
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+
+def concurrent(handler: Handler) -> Handler:
+    """Mark an async consumer handler to run concurrently with later messages.
+
+    In Channels one slow handler holds back every later frame and group
+    message of its connection. A ``@concurrent`` handler runs in its own task
+    beside the in-order loop instead, at most ``max_concurrent_handlers`` at a
+    time per consumer, and is cancelled when the consumer ends; an error it
+    raises ends the consumer. Use it for handlers whose order does not matter
+    and that may be slow; everything else keeps running one message at a
+    time, in order. Raises ``TypeError`` for a function that is not async.
+    """
+    checked: Any = handler  # keep `handler`'s type: the check below narrows it
+    if not inspect.iscoroutinefunction(checked):
+        raise TypeError(
+            f"@concurrent needs an async handler; {handler.__qualname__} is not a "
+            "coroutine function (sync consumers run handlers in order in their thread)"
+        )
+    setattr(handler, _CONCURRENT_MARK, True)
+    return handler
+
+
 class AsyncConsumer:
     """Base consumer: an ASGI application instance for one connection.
 
@@ -100,7 +127,7 @@ class AsyncConsumer:
             name
             for name in dir(cls)
             if not name.startswith("_")
-            and getattr(getattr(cls, name, None), CONCURRENT_MARK, False)
+            and getattr(getattr(cls, name, None), _CONCURRENT_MARK, False)
         )
         if cls._concurrent_handlers and cls._sync:
             raise TypeError(
@@ -177,35 +204,28 @@ class AsyncConsumer:
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         if self.channel_layer is not None and self._channel_name is None:
             self.channel_name = await self.channel_layer.new_channel()
-        send = self._wrap_send(send)
-        self.base_send = async_to_sync(send) if self._sync else send
         running_consumers.enter()
         try:
-            await self._run([receive])
+            await self._run(receive, send)
         except StopConsumer:
             pass
         finally:
             running_consumers.leave()
 
-    # The two hooks below are plain methods returning what is awaited, not
-    # coroutines awaiting it: an idle connection keeps one coroutine frame
-    # per level of its call chain, a few hundred bytes each.
+    def _run(self, receive: Receive, send: Send) -> Awaitable[None]:
+        """Dispatch until a handler raises (the returned awaitable does).
 
-    def _wrap_send(self, send: Send) -> Send:
-        """The server's ``send`` as this consumer uses it (subclasses wrap
-        it to watch the connection)."""
-        return send
-
-    def _run(self, sources: list[Callable[[], Awaitable[Message]]]) -> Awaitable[None]:
-        """Dispatch until a handler raises (the returned awaitable does);
-        subclasses wrap this to add connection-level cleanup."""
+        The WebSocket edge overrides this to watch ``send`` and to clean up
+        the connection's end. A plain method returning what is awaited, not
+        a coroutine awaiting it: an idle connection keeps one coroutine frame
+        per level of its call chain, a few hundred bytes each.
+        """
+        self.base_send = async_to_sync(send) if self._sync else send
         dispatcher = self._dispatcher
         assert dispatcher is not None, "__call__ creates the dispatcher first"
-        for source in sources[1:]:
-            dispatcher.add_source(source)
         if not self._concurrent_handlers:
-            return dispatcher.run(sources[0])
-        return self._run_with_pool(dispatcher, sources[0])
+            return dispatcher.run(receive)
+        return self._run_with_pool(dispatcher, receive)
 
     async def _run_with_pool(
         self, dispatcher: InOrderDispatcher, receive: Callable[[], Awaitable[Message]]

@@ -9,13 +9,12 @@ Django, from this module's own ``path()``/``re_path()``.
 from __future__ import annotations
 
 import importlib
-import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple
 
-from achannels._drain import running_consumers
-from achannels._paths import (
+from ._lifespan import answer_lifespan
+from ._paths import (
     Match,
     RegexPattern,
     RoutePattern,
@@ -24,7 +23,7 @@ from achannels._paths import (
     prefix_pattern,
     register_converter,
 )
-from achannels._types import ASGIApp, Receive, Scope, Send
+from ._types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
     "ChannelNameRouter",
@@ -68,46 +67,6 @@ def get_default_application() -> Any:
         ) from None
 
 
-logger = logging.getLogger("achannels.routing")
-
-#: How long the lifespan shutdown waits for running consumers to finish.
-SHUTDOWN_DRAIN_TIMEOUT = 10.0
-
-
-async def _answer_lifespan(scope: Scope, receive: Receive, send: Send) -> None:
-    # Servers probe lifespan on startup; answering it keeps uvicorn and
-    # hypercorn from logging "lifespan unsupported", and shutdown is where
-    # channel layers (Redis connections) get closed.
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            # Consumers the server cancelled may still be running their
-            # disconnect(); the layers they use stay open until they end.
-            if not await running_consumers.wait_idle(SHUTDOWN_DRAIN_TIMEOUT):
-                logger.warning(
-                    "Closing channel layers with %d consumer(s) still running "
-                    "after %.0fs",
-                    len(running_consumers),
-                    SHUTDOWN_DRAIN_TIMEOUT,
-                )
-            try:
-                from achannels.layers import channel_layers
-
-                await channel_layers.aclose()
-            except Exception as exc:
-                await send(
-                    {
-                        "type": "lifespan.shutdown.failed",
-                        "message": f"Closing channel layers failed: {exc!r}",
-                    }
-                )
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 class ProtocolTypeRouter:
     """Dispatch each connection to the application for its ``scope["type"]``.
 
@@ -128,7 +87,7 @@ class ProtocolTypeRouter:
         if application is not None:
             return await application(scope, receive, send)
         if scope_type == "lifespan":
-            return await _answer_lifespan(scope, receive, send)
+            return await answer_lifespan(scope, receive, send)
         raise ValueError(
             f"No application configured for scope type {scope_type!r}; "
             f"configured types: {', '.join(map(repr, self.application_mapping))}"
@@ -223,9 +182,16 @@ class _Route:
     wraps_router: bool
 
 
-#: A resolved route: application, rest of the path, args, kwargs, and
-#: whether the application is a router behind middleware.
-_Resolved: TypeAlias = "tuple[ASGIApp, str, tuple[Any, ...], dict[str, Any], bool]"
+class _Resolved(NamedTuple):
+    """A route that matched a path, with what it captured."""
+
+    app: ASGIApp
+    #: The rest of the path, for a router behind ``app`` to route on.
+    rest: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    #: ``app`` is a router behind middleware: it reports "no match" by raising.
+    wraps_router: bool
 
 
 class URLRouter:
@@ -296,21 +262,15 @@ class URLRouter:
             if route.extra_kwargs:
                 kwargs = {**kwargs, **route.extra_kwargs}
             if route.router is None:
-                yield route.app, rest, args, kwargs, route.wraps_router
+                yield _Resolved(route.app, rest, args, kwargs, route.wraps_router)
                 continue
-            for (
-                app,
-                inner_rest,
-                inner_args,
-                inner_kwargs,
-                wraps,
-            ) in route.router._resolve(rest):
-                yield (
-                    app,
-                    inner_rest,
-                    args + inner_args,
-                    {**kwargs, **inner_kwargs},
-                    wraps,
+            for inner in route.router._resolve(rest):
+                yield _Resolved(
+                    inner.app,
+                    inner.rest,
+                    args + inner.args,
+                    {**kwargs, **inner.kwargs},
+                    inner.wraps_router,
                 )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

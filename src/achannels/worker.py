@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any, ClassVar
 
-from achannels._types import ASGIApp, Message
+from ._tasks import OwnedTasks
+from ._types import ASGIApp, Message
 
 __all__ = ["Worker"]
 
@@ -92,7 +93,7 @@ class Worker:
         finally:
             for sig in handled:
                 loop.remove_signal_handler(sig)
-            from achannels.layers import channel_layers
+            from .layers import channel_layers
 
             await channel_layers.aclose()
 
@@ -155,16 +156,14 @@ class Worker:
             logger.exception("Application instance for channel %r failed", channel)
 
 
-async def _all_or_none(*coroutines: Awaitable[None]) -> None:
+async def _all_or_none(*coroutines: Coroutine[Any, Any, None]) -> None:
     # Run the coroutines together; the first to raise (or a cancellation of
     # this one) cancels the others, which are awaited before returning, so no
     # task outlives the call.
-    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
+    tasks = OwnedTasks()
+    for coroutine in coroutines:
+        tasks.spawn(coroutine)
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            task.result()
+        await tasks.wait()
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await tasks.aclose()

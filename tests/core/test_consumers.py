@@ -291,6 +291,32 @@ async def test_handler_error_closes_1011_and_disconnect_still_runs() -> None:
     assert codes == [1011]
 
 
+async def test_disconnect_runs_after_error_when_websocket_connect_is_overridden() -> (
+    None
+):
+    codes: list[int] = []
+
+    class OwnHandshake(AsyncWebsocketConsumer):
+        async def websocket_connect(self, message: dict[str, Any]) -> None:
+            await self.accept()  # without super(): the accept alone connects
+
+        async def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            raise RuntimeError("handler failed")
+
+        async def disconnect(self, code: int) -> None:
+            codes.append(code)
+
+    communicator = WebsocketCommunicator(OwnHandshake.as_asgi(), "/")
+    assert (await communicator.connect())[0]
+    await communicator.send_to(text_data="x")
+    assert (await communicator.receive_output())["code"] == 1011
+    with pytest.raises(RuntimeError, match="handler failed"):
+        await communicator.wait()
+    assert codes == [1011]
+
+
 async def test_disconnect_runs_once_on_client_close() -> None:
     codes: list[int] = []
 

@@ -1,11 +1,14 @@
-"""The dispatch loop's turn-taking: one handler at a time, first come first
-served, and no turn lost to cancellation."""
+"""The dispatch loop's turn-taking (one handler at a time, first come first
+served, no turn lost to cancellation) and the owned tasks behind its pumps."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from achannels._dispatch import Turn
+from achannels._tasks import OwnedTasks
 
 
 async def test_free_turn_is_taken_without_waiting() -> None:
@@ -60,3 +63,31 @@ async def test_turn_handed_to_a_waiter_cancelled_before_it_resumed_passes_on() -
     assert first.cancelled()
     turn.give_back()
     await asyncio.wait_for(turn.take(), 0.1)
+
+
+async def test_owned_tasks_first_failure_wins_and_aclose_cancels_the_rest() -> None:
+    failures: list[BaseException] = []
+    tasks = OwnedTasks(failures.append)
+    forever = asyncio.Event()
+
+    async def fail(message: str) -> None:
+        raise RuntimeError(message)
+
+    waiting = tasks.spawn(forever.wait())
+    tasks.spawn(fail("first"))
+    tasks.spawn(fail("second"))
+    with pytest.raises(RuntimeError, match="first"):
+        await asyncio.wait_for(tasks.wait(), 1)
+    assert [str(failure) for failure in failures] == ["first"]
+    await asyncio.wait_for(tasks.aclose(), 1)
+    assert waiting.cancelled()
+    assert len(tasks) == 0
+
+
+async def test_owned_tasks_wait_returns_when_all_end_and_ignores_cancels() -> None:
+    tasks = OwnedTasks()
+    cancelled = tasks.spawn(asyncio.sleep(10))
+    done = tasks.spawn(asyncio.sleep(0))
+    cancelled.cancel()
+    await asyncio.wait_for(tasks.wait(), 1)
+    assert done.done() and tasks.failure is None

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from achannels import routing
-from achannels._drain import RunningConsumers
+from achannels import _lifespan
+from achannels._lifespan import RunningConsumers
 from achannels.generic.websocket import AsyncWebsocketConsumer
 from achannels.layers import InMemoryChannelLayer, channel_layers
 from achannels.routing import ProtocolTypeRouter
@@ -86,7 +86,7 @@ async def test_lifespan_shutdown_closes_layers_after_cancelled_consumers_finish(
 async def test_lifespan_shutdown_stops_waiting_after_the_drain_timeout(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(routing, "SHUTDOWN_DRAIN_TIMEOUT", 0.05)
+    monkeypatch.setattr(_lifespan, "SHUTDOWN_DRAIN_TIMEOUT", 0.05)
     client = WebsocketCommunicator(AsyncWebsocketConsumer.as_asgi(), "/")
     assert (await client.connect())[0]
     lifespan = ApplicationCommunicator(ProtocolTypeRouter({}), {"type": "lifespan"})

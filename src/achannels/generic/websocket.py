@@ -10,34 +10,27 @@ Beyond Channels:
 - JSON consumers close with 1007 on a frame that is not valid JSON text,
   then raise the ``ValueError`` Channels raises.
 - A handler error closes with 1011, sends to a gone client are dropped, and
-  ``disconnect()`` runs on every exit (see ``generic/_connection.py``).
+  ``disconnect()`` runs on every exit (see ``generic/_websocket_edge.py``).
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, ClassVar
+from collections.abc import Iterable
+from typing import Any
 
 from asgiref.sync import async_to_sync
 
-from .._types import ChannelLayerProtocol, Message, Scope, Send
+from .._types import Message
 from ..consumer import AsyncConsumer, SyncConsumer
-from ..exceptions import (
-    AcceptConnection,
-    DenyConnection,
-    InvalidChannelLayerError,
-    StopConsumer,
-)
-from ._connection import (
+from ..exceptions import AcceptConnection, DenyConnection, StopConsumer
+from ._websocket_edge import (
     CLOSE_INVALID_PAYLOAD,
     CLOSE_MESSAGE_TOO_BIG,
-    HTTP_RESPONSE_EXTENSION,
-    ConnectionState,
+    WebsocketEdge,
     accept_event,
     close_event,
-    run_connection,
+    denial_events,
     send_event,
 )
 
@@ -48,100 +41,17 @@ __all__ = [
     "WebsocketConsumer",
 ]
 
-logger = logging.getLogger("achannels.websocket")
-
-NO_GROUPS_LAYER = (
-    "BACKEND is unconfigured or doesn't support groups: this consumer lists "
-    "groups, so configure a channel layer (CHANNEL_LAYERS or "
-    "channel_layers.configure)"
-)
 NO_JSON_TEXT = "No text section for incoming WebSocket frame!"
 
 
-class _WebsocketEdge:
-    """State and edge handling shared by the sync and async consumers."""
-
-    groups: list[str] | None = None
-    #: Largest accepted incoming frame (characters or bytes); None = no limit.
-    max_message_size: ClassVar[int | None] = None
-
-    _state: ConnectionState
-    _raw_send: Send
-    scope: Scope
-
-    # The mixin sits first in both consumers' MRO: `super()` below is
-    # SyncConsumer or AsyncConsumer.
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.groups is None:
-            self.groups = []
-        self._state = ConnectionState()
-
-    # Hooks of AsyncConsumer.__call__, plain methods rather than coroutines:
-    # an idle connection keeps a coroutine frame per level of its call chain.
-    def _wrap_send(self, send: Send) -> Send:
-        self._raw_send = self._state.tracking(send)
-        return self._raw_send
-
-    def _run(self, sources: list[Callable[[], Awaitable[Message]]]) -> Awaitable[None]:
-        return run_connection(
-            self._state,
-            self._raw_send,
-            super()._run(sources),  # type: ignore[misc]
-            self.dispatch,  # type: ignore[attr-defined]
-            self.scope.get("path", "?"),
-        )
-
-    def _frame_too_large(self, message: Message) -> bool:
-        limit = self.max_message_size
-        if limit is None:
-            return False
-        data = message.get("text")
-        if data is None:
-            data = message.get("bytes") or b""
-        if len(data) <= limit:
-            return False
-        logger.warning(
-            "closing WebSocket %s with 1009: frame of %d exceeds max_message_size %d",
-            self.scope.get("path", "?"),
-            len(data),
-            limit,
-        )
-        return True
-
-    def _groups_layer(self) -> ChannelLayerProtocol:
-        layer = getattr(self, "channel_layer", None)
-        if layer is None or not hasattr(layer, "group_add"):
-            raise InvalidChannelLayerError(NO_GROUPS_LAYER)
-        return layer  # type: ignore[no-any-return]
-
-    def _http_denial_supported(self) -> bool:
-        return HTTP_RESPONSE_EXTENSION in (self.scope.get("extensions") or {})
-
-
-def _denial_events(
-    status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] | None
-) -> list[Message]:
-    return [
-        {
-            "type": "websocket.http.response.start",
-            "status": status,
-            "headers": list(
-                headers or [(b"content-type", b"text/plain; charset=utf-8")]
-            ),
-        },
-        {"type": "websocket.http.response.body", "body": body},
-    ]
-
-
-class WebsocketConsumer(_WebsocketEdge, SyncConsumer):
+class WebsocketConsumer(WebsocketEdge, SyncConsumer):
     """Synchronous WebSocket consumer; handlers run in the connection's
     worker thread. Override ``connect``, ``receive`` and ``disconnect``."""
 
     def websocket_connect(self, message: Message) -> None:
         """Join ``groups``, then call ``connect()``; Accept/DenyConnection
         raised there accept or close the socket."""
-        self._state.connected = True
+        self._handshake_started()
         for group in self.groups or ():
             async_to_sync(self._groups_layer().group_add)(group, self.channel_name)
         try:
@@ -172,7 +82,7 @@ class WebsocketConsumer(_WebsocketEdge, SyncConsumer):
         if not self._http_denial_supported():
             self.close()
             return
-        for event in _denial_events(status, body, headers):
+        for event in denial_events(status, body, headers):
             super().send(event)
 
     def websocket_receive(self, message: Message) -> None:
@@ -205,7 +115,7 @@ class WebsocketConsumer(_WebsocketEdge, SyncConsumer):
 
     def websocket_disconnect(self, message: Message) -> None:
         """Leave ``groups``, call ``disconnect(code)``, stop the consumer."""
-        self._state.disconnected = self._state.client_gone = True
+        self._handle_disconnect()
         for group in self.groups or ():
             async_to_sync(self._groups_layer().group_discard)(group, self.channel_name)
         self.disconnect(message.get("code", 1005))
@@ -250,14 +160,14 @@ class JsonWebsocketConsumer(WebsocketConsumer):
         return json.dumps(content)
 
 
-class AsyncWebsocketConsumer(_WebsocketEdge, AsyncConsumer):
+class AsyncWebsocketConsumer(WebsocketEdge, AsyncConsumer):
     """Asynchronous WebSocket consumer. Override ``connect``, ``receive`` and
     ``disconnect``."""
 
     async def websocket_connect(self, message: Message) -> None:
         """Join ``groups``, then call ``connect()``; Accept/DenyConnection
         raised there accept or close the socket."""
-        self._state.connected = True
+        self._handshake_started()
         for group in self.groups or ():
             await self._groups_layer().group_add(group, self.channel_name)
         try:
@@ -288,7 +198,7 @@ class AsyncWebsocketConsumer(_WebsocketEdge, AsyncConsumer):
         if not self._http_denial_supported():
             await self.close()
             return
-        for event in _denial_events(status, body, headers):
+        for event in denial_events(status, body, headers):
             await self.base_send(event)
 
     async def websocket_receive(self, message: Message) -> None:
@@ -328,7 +238,7 @@ class AsyncWebsocketConsumer(_WebsocketEdge, AsyncConsumer):
 
     async def websocket_disconnect(self, message: Message) -> None:
         """Leave ``groups``, call ``disconnect(code)``, stop the consumer."""
-        self._state.disconnected = self._state.client_gone = True
+        self._handle_disconnect()
         for group in self.groups or ():
             await self._groups_layer().group_discard(group, self.channel_name)
         await self.disconnect(message.get("code", 1005))

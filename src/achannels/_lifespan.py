@@ -1,4 +1,5 @@
-"""Which consumers are still running, so shutdown can wait for them.
+"""The ASGI lifespan answer: startup completes, shutdown drains the running
+consumers and then closes the channel layers.
 
 Servers do not agree on when they run the lifespan shutdown: uvicorn closes
 every connection first; hypercorn cancels its connections after the grace
@@ -11,8 +12,22 @@ So the lifespan shutdown first waits, bounded, until no consumer is running.
 from __future__ import annotations
 
 import asyncio
+import logging
 
-__all__ = ["RunningConsumers", "running_consumers"]
+from ._types import Receive, Scope, Send
+
+__all__ = [
+    "SHUTDOWN_DRAIN_TIMEOUT",
+    "RunningConsumers",
+    "answer_lifespan",
+    "running_consumers",
+]
+
+# ProtocolTypeRouter answers lifespan: its logger names the warning.
+logger = logging.getLogger("achannels.routing")
+
+#: How long the lifespan shutdown waits for running consumers to finish.
+SHUTDOWN_DRAIN_TIMEOUT = 10.0
 
 
 class RunningConsumers:
@@ -63,3 +78,41 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 
 #: Every consumer of the process.
 running_consumers = RunningConsumers()
+
+
+async def answer_lifespan(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer a ``lifespan`` scope that no application of the user's handles."""
+    # Servers probe lifespan on startup; answering it keeps uvicorn and
+    # hypercorn from logging "lifespan unsupported", and shutdown is where
+    # channel layers (Redis connections) get closed.
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await _shut_down(send)
+            return
+
+
+async def _shut_down(send: Send) -> None:
+    # Consumers the server cancelled may still be running their
+    # disconnect(); the layers they use stay open until they end.
+    if not await running_consumers.wait_idle(SHUTDOWN_DRAIN_TIMEOUT):
+        logger.warning(
+            "Closing channel layers with %d consumer(s) still running after %.0fs",
+            len(running_consumers),
+            SHUTDOWN_DRAIN_TIMEOUT,
+        )
+    try:
+        from .layers import channel_layers
+
+        await channel_layers.aclose()
+    except Exception as exc:
+        await send(
+            {
+                "type": "lifespan.shutdown.failed",
+                "message": f"Closing channel layers failed: {exc!r}",
+            }
+        )
+    else:
+        await send({"type": "lifespan.shutdown.complete"})

@@ -1,0 +1,299 @@
+"""The WebSocket edge: what the sync and async WebSocket consumers share
+(the connection's state, the events they send, the checks on what arrives)
+and the guarantees at the connection's end.
+
+Channels leaves the edge to the server, so the outcome of a crash, a client
+that vanished or a server shutdown differs between Daphne, uvicorn and
+hypercorn. Here the consumer itself makes it the same everywhere:
+
+- a handler that raises after the handshake closes the socket with 1011
+  before the error propagates to the server (which logs it once);
+- a server shutdown that cancels the consumer closes an open socket with
+  1001 before cleanup runs;
+- sends after the socket closed, or to a client that went away, are dropped
+  instead of raising server-specific errors;
+- ``websocket_disconnect`` (and so group cleanup and ``disconnect()``) runs
+  exactly once on every exit path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Awaitable, Iterable
+from typing import Any, ClassVar
+
+from .._types import ChannelLayerProtocol, Message, Receive, Scope, Send
+from ..exceptions import InvalidChannelLayerError, StopConsumer
+
+__all__ = [
+    "CLOSE_ABNORMAL",
+    "CLOSE_GOING_AWAY",
+    "CLOSE_INTERNAL_ERROR",
+    "CLOSE_INVALID_PAYLOAD",
+    "CLOSE_MESSAGE_TOO_BIG",
+    "HTTP_RESPONSE_EXTENSION",
+    "WebsocketEdge",
+    "WebsocketState",
+    "accept_event",
+    "close_event",
+    "denial_events",
+    "send_event",
+]
+
+logger = logging.getLogger("achannels.websocket")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_ABNORMAL = 1006
+CLOSE_INVALID_PAYLOAD = 1007
+CLOSE_MESSAGE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
+
+#: ASGI extension that lets an application answer a handshake with an HTTP
+#: response instead of a bare 403.
+HTTP_RESPONSE_EXTENSION = "websocket.http.response"
+
+# How long the cleanup of an abnormal end may take before it is abandoned.
+CLEANUP_TIMEOUT = 10.0
+
+NO_GROUPS_LAYER = (
+    "BACKEND is unconfigured or doesn't support groups: this consumer lists "
+    "groups, so configure a channel layer (CHANNEL_LAYERS or "
+    "channel_layers.configure)"
+)
+
+
+class WebsocketState(enum.Enum):
+    """Where one WebSocket connection stands, as its consumer sees it.
+
+    ``NEW`` -> ``CONNECTING`` when ``websocket_connect`` runs; -> ``CONNECTED``
+    when the consumer sends ``websocket.accept``; -> ``CLOSED`` when it sends
+    ``websocket.close`` or the last part of an HTTP denial, or a send fails
+    because the client went away; -> ``DISCONNECTED`` from any state when
+    ``websocket_disconnect`` runs. Nothing leaves ``DISCONNECTED``.
+    """
+
+    #: ``websocket.connect`` not handled yet: no disconnect handling is owed.
+    NEW = "new"
+    #: ``websocket_connect`` ran (groups joined); the handshake is unanswered.
+    CONNECTING = "connecting"
+    #: Accepted: frames flow both ways.
+    CONNECTED = "connected"
+    #: We closed or denied, or the client is gone: sends are dropped, and the
+    #: disconnect handling is still owed.
+    CLOSED = "closed"
+    #: ``websocket_disconnect`` ran: nothing more is owed or sent.
+    DISCONNECTED = "disconnected"
+
+
+# Module globals for the per-message checks: an attribute of the enum class
+# costs several times a global lookup.
+_NEW = WebsocketState.NEW
+_CONNECTING = WebsocketState.CONNECTING
+_CONNECTED = WebsocketState.CONNECTED
+_CLOSED = WebsocketState.CLOSED
+_DISCONNECTED = WebsocketState.DISCONNECTED
+
+
+class WebsocketEdge:
+    """State and edge handling shared by the sync and async consumers.
+
+    The mixin sits first in both consumers' MRO: ``super()`` below is
+    ``SyncConsumer`` or ``AsyncConsumer``.
+    """
+
+    groups: list[str] | None = None
+    #: Largest accepted incoming frame (characters or bytes); None = no limit.
+    max_message_size: ClassVar[int | None] = None
+
+    scope: Scope
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.groups is None:
+            self.groups = []
+        self._connection_state: WebsocketState = _NEW
+        self._server_send: Send | None = None
+
+    # The AsyncConsumer.__call__ hook: a plain method returning what is
+    # awaited, not a coroutine awaiting it, since an idle connection keeps a
+    # coroutine frame per level of its call chain.
+    def _run(self, receive: Receive, send: Send) -> Awaitable[None]:
+        # Each connection starts fresh, even on an instance used again.
+        self._connection_state = _NEW
+        self._server_send = send
+        # A bound method rather than a closure: one small object per
+        # connection instead of a function and its cells.
+        run = super()._run(receive, self._tracked_send)  # type: ignore[misc]
+        return self._guarded(run)
+
+    def _handshake_started(self) -> None:
+        """Record that ``websocket_connect`` runs: disconnect handling is owed."""
+        if self._connection_state is _NEW:
+            self._connection_state = _CONNECTING
+
+    def _handle_disconnect(self) -> None:
+        """Record that ``websocket_disconnect`` runs: nothing more is owed."""
+        self._connection_state = _DISCONNECTED
+
+    async def _tracked_send(self, message: Message) -> None:
+        """The server's ``send``, recording the connection's state and
+        dropping sends that the server could only answer with an error."""
+        state = self._connection_state
+        if state is not _CONNECTED or message["type"] != "websocket.send":
+            if state is _CLOSED or state is _DISCONNECTED:
+                logger.debug("dropped %s: the socket is closed", message.get("type"))
+                return
+            self._connection_state = _state_after(state, message)
+        send = self._server_send
+        assert send is not None, "_run() sets the server's send first"
+        try:
+            await send(message)
+        except OSError:
+            # The client vanished mid-send (uvicorn raises
+            # ClientDisconnected, an OSError). Its websocket.disconnect
+            # is on its way; end quietly rather than crash the handler.
+            if self._connection_state is not _DISCONNECTED:
+                self._connection_state = _CLOSED
+
+    async def _guarded(self, run: Awaitable[None]) -> None:
+        """Await the dispatch loop (``run``) with the edge guarantees."""
+        end_code = CLOSE_ABNORMAL
+        try:
+            await run
+        except StopConsumer:
+            raise
+        except asyncio.CancelledError:
+            end_code = CLOSE_GOING_AWAY  # the server is shutting down
+            if self._connection_state is _CONNECTED:
+                # Tell the client before cleanup runs: otherwise the server
+                # sees the application end without a close and says 1011
+                # (hypercorn after its graceful timeout) or drops the
+                # socket (1006).
+                await self._close_going_away()
+            raise
+        except Exception:
+            end_code = CLOSE_INTERNAL_ERROR
+            if self._connection_state is _CONNECTED:
+                await self._tracked_send(
+                    {"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR}
+                )
+            raise
+        finally:
+            state = self._connection_state
+            if state is not _NEW and state is not _DISCONNECTED:
+                await self._finish_disconnect(end_code)
+
+    async def _close_going_away(self) -> None:
+        try:
+            await asyncio.wait_for(
+                self._tracked_send(
+                    {"type": "websocket.close", "code": CLOSE_GOING_AWAY}
+                ),
+                CLEANUP_TIMEOUT,
+            )
+        except (OSError, RuntimeError, asyncio.TimeoutError) as exc:
+            # The server may be tearing the socket down already; the close is
+            # a courtesy, and disconnect handling must run regardless.
+            logger.debug("could not send 1001 to WebSocket %s: %r", self._path, exc)
+
+    async def _finish_disconnect(self, code: int) -> None:
+        """Run the consumer's disconnect handling for an end the client did
+        not announce, so group memberships and user cleanup never leak."""
+        dispatch = self.dispatch  # type: ignore[attr-defined]
+        try:
+            await asyncio.wait_for(
+                dispatch({"type": "websocket.disconnect", "code": code}),
+                CLEANUP_TIMEOUT,
+            )
+        except StopConsumer:
+            pass
+        except Exception:
+            logger.exception("disconnect handling failed for WebSocket %s", self._path)
+
+    @property
+    def _path(self) -> str:
+        path: str = self.scope.get("path", "?")
+        return path
+
+    def _frame_too_large(self, message: Message) -> bool:
+        limit = self.max_message_size
+        if limit is None:
+            return False
+        data = message.get("text")
+        if data is None:
+            data = message.get("bytes") or b""
+        if len(data) <= limit:
+            return False
+        logger.warning(
+            "closing WebSocket %s with 1009: frame of %d exceeds max_message_size %d",
+            self._path,
+            len(data),
+            limit,
+        )
+        return True
+
+    def _groups_layer(self) -> ChannelLayerProtocol:
+        layer = getattr(self, "channel_layer", None)
+        if layer is None or not hasattr(layer, "group_add"):
+            raise InvalidChannelLayerError(NO_GROUPS_LAYER)
+        return layer  # type: ignore[no-any-return]
+
+    def _http_denial_supported(self) -> bool:
+        return HTTP_RESPONSE_EXTENSION in (self.scope.get("extensions") or {})
+
+
+def _state_after(state: WebsocketState, message: Message) -> WebsocketState:
+    """The state once ``message`` is sent (the socket is not closed)."""
+    message_type = message["type"]
+    if message_type == "websocket.accept":
+        return _CONNECTED
+    if message_type == "websocket.close" or (
+        message_type == "websocket.http.response.body"
+        and not message.get("more_body", False)
+    ):
+        return _CLOSED
+    return state
+
+
+def accept_event(subprotocol: str | None, headers: Iterable[Any] | None) -> Message:
+    event: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
+    if headers:
+        event["headers"] = list(headers)
+    return event
+
+
+def send_event(text_data: str | None, bytes_data: bytes | None) -> Message:
+    # `is not None`: an empty text frame is a frame (Channels treats it as
+    # "no data" in some places; we never do).
+    if text_data is not None:
+        return {"type": "websocket.send", "text": text_data}
+    if bytes_data is not None:
+        return {"type": "websocket.send", "bytes": bytes_data}
+    raise ValueError("You must pass one of bytes_data or text_data")
+
+
+def close_event(code: int | bool | None, reason: str | None) -> Message:
+    event: Message = {"type": "websocket.close"}
+    # `send(..., close=True)` passes True, meaning "the default code".
+    if code is not None and code is not True:
+        event["code"] = code
+    if reason:
+        event["reason"] = reason
+    return event
+
+
+def denial_events(
+    status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] | None
+) -> list[Message]:
+    return [
+        {
+            "type": "websocket.http.response.start",
+            "status": status,
+            "headers": list(
+                headers or [(b"content-type", b"text/plain; charset=utf-8")]
+            ),
+        },
+        {"type": "websocket.http.response.body", "body": body},
+    ]
