@@ -7,7 +7,9 @@ write the same keys, channel names and message bytes as channels_redis 4.3,
 so processes running either library share channels and groups. They are
 defined in :mod:`achannels.layers.redis.core` and
 :mod:`achannels.layers.redis.pubsub` (channels_redis's ``core`` and
-``pubsub``); import them from here.
+``pubsub``); import them from here. ``RedisEventHistory``
+(:mod:`achannels.layers.redis.history`) keeps Server-Sent Events' history
+in Redis Streams so streams resume across processes (docs/sse.md).
 
 Configure them as with channels_redis::
 
@@ -22,6 +24,7 @@ Configure them as with channels_redis::
 from __future__ import annotations
 
 from .core import RedisChannelLayer
+from .history import RedisEventHistory
 from .pubsub import RedisPubSubChannelLayer
 
-__all__ = ["RedisChannelLayer", "RedisPubSubChannelLayer"]
+__all__ = ["RedisChannelLayer", "RedisEventHistory", "RedisPubSubChannelLayer"]
