@@ -1,7 +1,9 @@
 """Run a real ASGI server in a subprocess on a free loopback port.
 
 One helper for every test that crosses a socket: uvicorn with its
-``websockets`` and ``wsproto`` WebSocket implementations, and hypercorn.
+``websockets`` and ``wsproto`` WebSocket implementations, and hypercorn
+(``SERVER_KINDS``); ``server_command`` also knows ``granian``, which suites
+add to their own parametrization.
 The server is ready when a TCP connect succeeds; the deadline makes a server
 that never starts fail fast with its output attached.
 """
@@ -43,7 +45,13 @@ def server_command(
             "--error-logfile", "-", "--graceful-timeout", "5",
             *extra_args,
         ]  # fmt: skip
-    raise ValueError(f"unknown server kind {kind!r}; known: {SERVER_KINDS}")
+    if kind == "granian":
+        return [
+            sys.executable, "-m", "granian", "--interface", "asgi", app,
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "info",
+            *extra_args,
+        ]  # fmt: skip
+    raise ValueError(f"unknown server kind {kind!r}; known: {SERVER_KINDS}, granian")
 
 
 class RunningServer(ServerProcess):

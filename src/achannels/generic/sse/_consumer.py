@@ -401,6 +401,11 @@ class AsyncEventStreamConsumer(AsyncConsumer):
     async def _next_generated(self) -> Message:
         generator = self._generator
         assert generator is not None
+        # Servers' send returns without suspending while the socket takes
+        # data, and at once after the client left (uvicorn, hypercorn and
+        # granian drop the data): a generator that never awaits would then
+        # starve the loop, http.disconnect included. One yield per event.
+        await asyncio.sleep(0)
         try:
             return _Control("item", await generator.__anext__())
         except StopAsyncIteration:
