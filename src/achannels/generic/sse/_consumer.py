@@ -137,7 +137,7 @@ class AsyncEventStreamConsumer(AsyncConsumer):
         self._joined: list[str] = []
         self._cursors: Cursors | None = None
         # Catch-up read by group_add() before accept(): sent after the headers.
-        self._pending: list[tuple[str, list[Message]]] = []
+        self._pending: list[tuple[str, list[Message], bool]] = []
         # While a history event is handled: the id that resumes after it.
         self._event_id: str | None = None
         self._last_write = 0.0
@@ -198,8 +198,8 @@ class AsyncEventStreamConsumer(AsyncConsumer):
         retry = self.retry
         await self._write(HEARTBEAT if retry is None else b"retry: %d\n\n" % retry)
         pending, self._pending = self._pending, []
-        for group, events in pending:
-            await self._catch_up(group, events)
+        for group, events, gap in pending:
+            await self._catch_up(group, events, gap)
         if self.heartbeat_interval is not None:
             self._add_source(self._heartbeat_due)
         self._generator = self.events()
@@ -305,12 +305,11 @@ class AsyncEventStreamConsumer(AsyncConsumer):
         self._joined.append(group)
         cursors.track(group, since)
         events = await history.read_after(group, since)
-        if resumed and events and events[0][HISTORY_KEY][1] != since:
-            await self.resume_gap(group)
+        gap = resumed and bool(events) and events[0][HISTORY_KEY][1] != since
         if self._state is StreamState.CONNECTING:
-            self._pending.append((group, events))
+            self._pending.append((group, events, gap))
         else:
-            await self._catch_up(group, events)
+            await self._catch_up(group, events, gap)
 
     async def group_discard(self, group: str) -> None:
         """Leave ``group``."""
@@ -320,7 +319,9 @@ class AsyncEventStreamConsumer(AsyncConsumer):
                 self._cursors.forget(group)
             await self._groups_layer().group_discard(group, self.channel_name)
 
-    async def _catch_up(self, group: str, events: list[Message]) -> None:
+    async def _catch_up(self, group: str, events: list[Message], gap: bool) -> None:
+        if gap:
+            await self.resume_gap(group)
         for message in events:
             await self._deliver(group, message)
 
