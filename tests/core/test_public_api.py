@@ -19,6 +19,12 @@ PUBLIC_API: dict[str, set[str]] = {
         "AsyncJsonWebsocketConsumer",
     },
     "achannels.generic.http": {"AsyncHttpConsumer"},
+    "achannels.generic.sse": {
+        "AsyncEventStreamConsumer",
+        "EventHistory",
+        "InMemoryEventHistory",
+        "ServerSentEvent",
+    },
     "achannels.routing": {
         "ProtocolTypeRouter",
         "URLRouter",
@@ -35,7 +41,11 @@ PUBLIC_API: dict[str, set[str]] = {
         "channel_layers",
         "get_channel_layer",
     },
-    "achannels.layers.redis": {"RedisChannelLayer", "RedisPubSubChannelLayer"},
+    "achannels.layers.redis": {
+        "RedisChannelLayer",
+        "RedisPubSubChannelLayer",
+        "RedisEventHistory",
+    },
     "achannels.exceptions": {
         "StopConsumer",
         "AcceptConnection",
@@ -82,6 +92,7 @@ CORE_MODULES = [
     "achannels.exceptions",
     "achannels.generic.websocket",
     "achannels.generic.http",
+    "achannels.generic.sse",
     "achannels.routing",
     "achannels.middleware",
     "achannels.layers",
