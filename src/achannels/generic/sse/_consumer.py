@@ -263,14 +263,16 @@ class AsyncEventStreamConsumer(AsyncConsumer):
 
     async def _write(self, chunk: bytes) -> None:
         try:
-            await self.send(
+            await self.base_send(
                 {"type": "http.response.body", "body": chunk, "more_body": True}
             )
         except OSError:
             # The client vanished mid-send; its http.disconnect follows.
             self._state = StreamState.CLOSED
             return
-        self._last_write = asyncio.get_running_loop().time()
+        loop = self._loop
+        assert loop is not None, "__call__ sets the loop before any handler runs"
+        self._last_write = loop.time()
 
     # -- groups and resuming ------------------------------------------------
 

@@ -23,6 +23,10 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 HEARTBEAT = b":\n\n"
 
 
+def _plain(value: str) -> bool:
+    return "\n" not in value and "\r" not in value and "\0" not in value
+
+
 def encode_data(data: Any) -> str:
     """``data`` as the text of an event: a ``str`` as it is, anything else
     as compact JSON (``TypeError`` if JSON cannot carry it)."""
@@ -48,6 +52,17 @@ def encode_event(
 ) -> bytes:
     """One event, ready to write: ``event:``, ``id:``, ``retry:`` and one
     ``data:`` line per line of ``data``, then a blank line."""
+    if data.__class__ is str and "\n" not in data and "\r" not in data:
+        # The per-event path: one line of text, at most an event type and id.
+        if (
+            retry is None
+            and (event is None or _plain(event))
+            and (id is None or _plain(id))
+        ):
+            head = "" if event is None else f"event: {event}\n"
+            if id is not None:
+                head += f"id: {id}\n"
+            return f"{head}data: {data}\n\n".encode()
     parts: list[str] = []
     if event is not None:
         parts.append(f"event: {_single_line('event', event)}\n")
