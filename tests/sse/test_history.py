@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 
 from achannels.generic.sse import (
     AsyncEventStreamConsumer,
@@ -135,6 +136,21 @@ async def test_redis_history_trims_to_about_max_events_with_a_hole_free_chain(
     assert_chained(kept)
     assert await redis_history.last_id("g") == sent[-1]
     assert ids(await redis_history.read_after("g", sent[-3], sent[-2])) == [sent[-2]]
+
+
+@pytest.mark.redis
+async def test_sync_code_publishes_through_async_to_sync(
+    redis_history: EventHistory,
+) -> None:
+    def publish_from_a_thread() -> list[str]:
+        # Each async_to_sync call from a plain thread runs on a new loop.
+        return [
+            async_to_sync(redis_history.group_send)("g", {"type": "x", "n": n})
+            for n in range(5)
+        ]
+
+    published = await asyncio.to_thread(publish_from_a_thread)
+    assert ids(await redis_history.read_after("g", "0-0")) == published
 
 
 @pytest.mark.redis
@@ -274,5 +290,32 @@ async def test_streams_of_several_groups_resume_each_group_where_it_was(
     (live,) = await read_events(communicator, parser, 1)
     assert live.data == "a3"
     assert await communicator.receive_nothing(0.1)
+    await communicator.send_input({"type": "http.disconnect"})
+    await communicator.wait(TIMEOUT)
+
+
+async def test_a_live_gap_the_history_no_longer_holds_is_reported(
+    small_layer: InMemoryChannelLayer,
+) -> None:
+    short = InMemoryEventHistory(max_events=2)
+
+    class ShortFeed(Feed):
+        history = short
+
+    communicator, parser = await open_feed(ShortFeed)
+    await read_events(communicator, parser, 0)
+    for n in range(12):  # the channel holds 3, the history the last 2
+        await short.group_send("g", {"type": "feed.item", "n": n})
+    events: list[Event] = []
+    while not await communicator.receive_nothing(0.1):
+        events += await read_events(communicator, parser, 1)
+    delivered = len(events)
+    await short.group_send("g", {"type": "feed.item", "n": 12})
+    events += await read_events(communicator, parser, 3)
+    assert [(e.type, e.data) for e in events[delivered:]] == [
+        ("reload", "g"),
+        ("message", "11"),
+        ("message", "12"),
+    ]
     await communicator.send_input({"type": "http.disconnect"})
     await communicator.wait(TIMEOUT)

@@ -351,8 +351,11 @@ class AsyncEventStreamConsumer(AsyncConsumer):
             # arrived: still on their way (another process published them),
             # dropped by a full channel, or lost with their publisher. The
             # history has them; their live copies are dropped when they come.
-            for missed in await self.history.read_after(group, position, event_id):
-                await self._deliver(group, missed)
+            missed = await self.history.read_after(group, position, event_id)
+            if missed and missed[0][HISTORY_KEY][1] != position:
+                await self.resume_gap(group)  # trimmed before this stream read it
+            for message in missed:
+                await self._deliver(group, message)
         await self._deliver(group, message)
 
     # -- the dispatch loop ------------------------------------------------

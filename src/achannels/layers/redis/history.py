@@ -24,7 +24,7 @@ from ..._types import Message
 from ...generic.sse._history import START_ID, channel_layer_for, stamp
 from ._connection import Lane
 from ._hosts import HostSpec, consistent_hash, decode_hosts
-from ._loops import PerLoop
+from ._loops import PerLoop, bridged
 from ._scripts import Script
 
 __all__ = ["RedisEventHistory"]
@@ -109,6 +109,11 @@ class RedisEventHistory:
     def _key(self, group: str) -> str:
         return f"{self.prefix}:history:{group}"
 
+    # ``async_to_sync`` callers (a Django view publishing) run on a new
+    # event loop per call; @bridged moves their calls to the layers' one
+    # background loop, whose connections live on between calls.
+
+    @bridged
     async def group_send(self, group: str, message: Message) -> str:
         """Append ``message`` to ``group``'s history, then send it to the
         group through the layer with ``event_id`` (the Redis Stream id) and
@@ -130,12 +135,14 @@ class RedisEventHistory:
         await layer.group_send(group, stamp(message, group, event_id, previous))
         return event_id
 
+    @bridged
     async def last_id(self, group: str) -> str | None:
         reply = await self._lane(group).execute(
             "XREVRANGE", self._key(group), "+", "-", "COUNT", 1
         )
         return _text(reply[0][0]) if reply else None
 
+    @bridged
     async def read_after(
         self, group: str, after: str, until: str | None = None
     ) -> list[Message]:
@@ -155,6 +162,9 @@ class RedisEventHistory:
     async def aclose(self) -> None:
         """Close this event loop's connections (reopened on next use)."""
         await self._states.aclose_current()
+
+    # The name the background loop's shutdown calls, as on the layers.
+    close = aclose
 
 
 def _text(value: bytes | str) -> str:
