@@ -8,8 +8,9 @@ Routes:
 
 - ``feed/<group>/``: joins the group with history; each ``feed.item`` is
   an event (``text`` as data, ``event: item``);
-- ``publish/``: POST ``{"group", "count", "text"}`` publishes ``count``
-  events through the history, one by one, and answers their ids;
+- ``publish/``: POST ``{"group", "count", "text", "delay"}`` publishes
+  ``count`` events through the history, one by one (``delay`` seconds
+  apart), and answers their ids;
 - ``frames/``: fixed events exercising the framing, then the end;
 - ``quiet/``: no events, heartbeat every ``?beat`` seconds (default 60);
 - ``tokens/``: the generator form, ``?n`` tokens ``?delay`` apart;
@@ -94,13 +95,17 @@ class Feed(AsyncEventStreamConsumer):
 class Publish(AsyncHttpConsumer):
     async def handle(self, body: bytes) -> None:
         request = json.loads(body)
-        ids = [
-            await history.group_send(
-                request["group"],
-                {"type": "feed.item", "text": f"{request['text']}{n}"},
+        delay = request.get("delay", 0)
+        ids = []
+        for n in range(request["count"]):
+            if delay:
+                await asyncio.sleep(delay)
+            ids.append(
+                await history.group_send(
+                    request["group"],
+                    {"type": "feed.item", "text": f"{request['text']}{n}"},
+                )
             )
-            for n in range(request["count"])
-        ]
         await self.send_response(
             200,
             json.dumps(ids).encode(),

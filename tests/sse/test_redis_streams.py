@@ -1,5 +1,6 @@
-"""Resuming across processes: two servers share groups and history through
-Redis (the Redis layer and ``RedisEventHistory``), both publish at once,
+"""Resuming across processes: two servers (uvicorn, and hypercorn or
+granian) share groups and history through Redis (the Redis layer and
+``RedisEventHistory``), both publish at once,
 and a client that leaves one server and comes back on the other gets every
 event once, in id order."""
 
@@ -23,12 +24,14 @@ APP = "tests.apps.sse_app:application"
 TIMEOUT = 10.0
 
 
-@pytest.fixture
-def servers() -> Iterator[tuple[RunningServer, RunningServer]]:
+@pytest.fixture(params=["hypercorn", "granian"])
+def servers(
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[RunningServer, RunningServer]]:
     env = {"SSE_REDIS_URL": require_redis(), "SSE_PREFIX": unique_prefix()}
     with (
         serve(APP, "uvicorn-websockets", env=env) as first,
-        serve(APP, "hypercorn", env=env) as second,
+        serve(APP, str(request.param), env=env) as second,
     ):
         yield first, second
 
@@ -37,7 +40,9 @@ async def publish(server: RunningServer, count: int, text: str) -> list[str]:
     async with httpx.AsyncClient(timeout=TIMEOUT) as client:
         response = await client.post(
             f"{server.url}/publish/",
-            content=json.dumps({"group": "shared", "count": count, "text": text}),
+            content=json.dumps(
+                {"group": "shared", "count": count, "text": text, "delay": 0.005}
+            ),
         )
         ids: list[str] = response.json()
         return ids

@@ -45,7 +45,9 @@ async def publish(
     async with httpx.AsyncClient(timeout=TIMEOUT) as client:
         response = await client.post(
             f"{server.url}/publish/",
-            content=json.dumps({"group": group, "count": count, "text": text}),
+            content=json.dumps(
+                {"group": group, "count": count, "text": text, "delay": 0.005}
+            ),
         )
         ids: list[str] = response.json()
         return ids
@@ -183,28 +185,39 @@ async def read_feed_until(
 async def test_reconnect_resumes_across_the_seam_without_gap_or_duplicate(
     server: RunningServer,
 ) -> None:
-    total, readers = 400, 8
+    total, readers = 240, 8
+    publishing = False
+    rejoined_while_publishing = 0
 
     async def reader(n: int) -> list[str]:
+        nonlocal rejoined_while_publishing
         texts: list[str] = []
         last_id: str | None = None
         done = False
         while not done:
             headers = {"last-event-id": last_id} if last_id else None
-            async with open_stream(f"{server.url}/feed/seam/", headers) as stream:
+            url = f"{server.url}/feed/seam/"
+            async with open_stream(url, headers, client=client) as stream:
                 await stream.read_chunk()  # opened: joined the group
                 joined[n].set()
-                done = await read_feed_until(stream, texts, f"e{total - 1}", 7 + n)
+                rejoined_while_publishing += publishing and last_id is not None
+                done = await read_feed_until(stream, texts, f"e{total - 1}", 5 + n)
                 last_id = stream.last_event_id or last_id
         return texts
 
     joined = [asyncio.Event() for _ in range(readers)]
-    async with asyncio.timeout(60):
+    # One client: leaving a stream unread closes its connection.
+    client = httpx.AsyncClient(timeout=httpx.Timeout(TIMEOUT, read=None))
+    async with client, asyncio.timeout(60):
         tasks = [asyncio.create_task(reader(n)) for n in range(readers)]
         for event in joined:
             await event.wait()
-        # Published one by one while the readers leave and come back.
+        # Published one by one (5 ms apart) while the readers leave and
+        # come back: many of them join as an event is being published.
+        publishing = True
         await publish(server, "seam", total, "e")
+        publishing = False
         results = await asyncio.gather(*tasks)
     for texts in results:
         assert texts == [f"e{i}" for i in range(total)]
+    assert rejoined_while_publishing >= readers, "the seam was never crossed live"
