@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -243,10 +244,20 @@ async def measure(
     }
 
 
+def server_command(server: str, port: int) -> list[str]:
+    if server == "granian":  # not (yet) in servers.py
+        return [
+            sys.executable, "-m", "granian", "--interface", "asgi", APP,
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+            "--backlog", "4096",
+        ]  # fmt: skip
+    return command(server, APP, port)
+
+
 def serve(server: str, log: Path) -> ServerProcess:
     port = free_port()
     process = ServerProcess.launch(
-        server, command(server, APP, port), port, log, cwd=REPO_ROOT, env=server_env()
+        server, server_command(server, port), port, log, cwd=REPO_ROOT, env=server_env()
     )
     process.wait_until_listening(30)
     return process
@@ -271,7 +282,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--server", default="uvicorn", choices=["uvicorn", "hypercorn"])
+    parser.add_argument(
+        "--server", default="uvicorn", choices=["uvicorn", "hypercorn", "granian"]
+    )
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=9)
