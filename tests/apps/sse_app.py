@@ -15,8 +15,8 @@ Routes:
 - ``quiet/``: no events, heartbeat every ``?beat`` seconds (default 60);
 - ``tokens/``: the generator form, ``?n`` tokens ``?delay`` apart;
 - ``firehose/``: a generator of 64 KiB events without end;
-- ``stats/``: JSON: consumer tasks running (pumps), firehose events
-  produced, generators closed, disconnects.
+- ``stats/``: JSON: consumer tasks running (pumps), group members (in
+  memory), firehose events produced, generators closed, disconnects.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from achannels.generic.sse import (
     InMemoryEventHistory,
     ServerSentEvent,
 )
-from achannels.layers import channel_layers
+from achannels.layers import channel_layers, get_channel_layer
 from achannels.routing import ProtocolTypeRouter, URLRouter, path
 
 REDIS_URL = os.environ.get("SSE_REDIS_URL")
@@ -171,7 +171,9 @@ class Stats(AsyncHttpConsumer):
             for task in asyncio.all_tasks()
             if "InOrderDispatcher" in task.get_coro().__qualname__  # type: ignore[union-attr]
         ]
-        data = dict(STATS, pumps=len(pumps))
+        layer = get_channel_layer()
+        members = sum(len(m) for m in getattr(layer, "groups", {}).values())
+        data = dict(STATS, pumps=len(pumps), members=members)
         await self.send_response(
             200,
             json.dumps(data).encode(),

@@ -98,6 +98,20 @@ async def test_memory_history_forgets_events_older_than_max_age(
     assert await history.last_id("g") is None
 
 
+async def test_memory_history_drops_groups_nobody_published_to_within_max_age(
+    small_layer: InMemoryChannelLayer,
+) -> None:
+    history = InMemoryEventHistory(max_age=0.2)
+    for n in range(100):
+        await history.group_send(f"user.{n}", {"type": "x"})
+    async with asyncio.timeout(TIMEOUT):
+        # Publishing to one group clears out the others once they expired.
+        while len(history._events) > 1:
+            await asyncio.sleep(0.05)
+            await history.group_send("live", {"type": "x"})
+    assert list(history._events) == ["live"]
+
+
 async def test_history_refuses_keys_it_sets_and_messages_without_type(
     small_layer: InMemoryChannelLayer,
 ) -> None:

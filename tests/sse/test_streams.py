@@ -90,25 +90,29 @@ async def test_client_leaving_ends_streams_at_once_and_leaves_no_task(
 ) -> None:
     before = await stats(server)
     # A crowd of quiet streams: no event and no heartbeat (60 s) would make
-    # the server write, so only watching http.disconnect can end them.
+    # the server write, so only watching http.disconnect can end them, and
+    # their groups must be left.
     async with httpx.AsyncClient(timeout=httpx.Timeout(TIMEOUT, read=None)) as client:
         async with asyncio.TaskGroup() as group:
             opened = [asyncio.Event() for _ in range(30)]
             leave = asyncio.Event()
 
-            async def hold(ready: asyncio.Event) -> None:
-                async with open_stream(f"{server.url}/quiet/", client=client) as s:
+            async def hold(ready: asyncio.Event, path: str) -> None:
+                async with open_stream(f"{server.url}{path}", client=client) as s:
                     await s.read_chunk()  # the opening comment: it is live
                     ready.set()
                     await leave.wait()
 
-            for ready in opened:
-                group.create_task(hold(ready))
+            for n, ready in enumerate(opened):
+                # Half of them in a group (feeds with history), half not.
+                path = f"/feed/crowd{n % 3}/" if n % 2 else "/quiet/"
+                group.create_task(hold(ready, path))
             async with asyncio.timeout(TIMEOUT):
                 for ready in opened:
                     await ready.wait()
             during = await stats(server)
             assert during["pumps"] >= before["pumps"] + 30  # a heartbeat each
+            assert during["members"] == before["members"] + 15
             leave.set()
 
     async def all_ended() -> bool:
@@ -116,6 +120,7 @@ async def test_client_leaving_ends_streams_at_once_and_leaves_no_task(
         return (
             now["disconnects"] == before["disconnects"] + 30
             and now["pumps"] == before["pumps"]
+            and now["members"] == before["members"]
         )
 
     # Well inside the 60 s heartbeat: the consumers noticed by themselves.

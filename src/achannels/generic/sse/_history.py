@@ -155,6 +155,15 @@ class InMemoryEventHistory:
             return None
         return events
 
+    def _forget_expired_groups(self) -> None:
+        oldest = int((time.time() - self.max_age) * 1000)
+        groups = self._events
+        while groups:
+            first = next(iter(groups))
+            if groups[first][-1][0][0] >= oldest:
+                return
+            del groups[first]
+
     async def group_send(self, group: str, message: Message) -> str:
         layer = channel_layer_for(self.channel_layer_alias)
         if hasattr(layer, "require_valid_group_name"):
@@ -166,8 +175,15 @@ class InMemoryEventHistory:
         # A snapshot: a later change by the sender must not reach the history.
         stamped, flat = snapshot_message(stamp(message, group, event_id, previous))
         if events is None:
-            events = self._events[group] = deque(maxlen=self.max_events)
+            events = deque(maxlen=self.max_events)
+        else:
+            del self._events[group]
+        # Groups stay ordered by their last event, so the ones nobody
+        # publishes to any more are at the front and go once expired: the
+        # history holds what is recent, not every group it ever saw.
+        self._events[group] = events
         events.append((key, stamped, flat))
+        self._forget_expired_groups()
         # Appended before it is sent: a stream that gets it live and then
         # finds the gap before it reads this history sees it there too.
         await layer.group_send(group, stamped)
