@@ -333,3 +333,20 @@ async def test_a_live_gap_the_history_no_longer_holds_is_reported(
     ]
     await communicator.send_input({"type": "http.disconnect"})
     await communicator.wait(TIMEOUT)
+
+
+async def test_the_dropped_end_of_a_burst_arrives_by_the_next_heartbeat(
+    small_layer: InMemoryChannelLayer,
+) -> None:
+    class BeatingFeed(Feed):
+        heartbeat_interval = 0.2
+
+    communicator, parser = await open_feed(BeatingFeed)
+    # The channel holds 3: most of the burst is dropped, and no later event
+    # comes to show the stream the gap.
+    for n in range(12):
+        await history.group_send("g", {"type": "feed.item", "n": n})
+    events = await read_events(communicator, parser, 12)
+    assert [e.data for e in events] == [str(n) for n in range(12)]
+    await communicator.send_input({"type": "http.disconnect"})
+    await communicator.wait(TIMEOUT)

@@ -142,6 +142,9 @@ class AsyncEventStreamConsumer(AsyncConsumer):
         self._event_id: str | None = None
         self._last_write = 0.0
         self._generator: AsyncIterator[Any] | None = None
+        # Groups with history that sent this stream live events since the
+        # last heartbeat (which then checks none of their events was lost).
+        self._live_groups: set[str] = set()
 
     @property
     def state(self) -> StreamState:
@@ -341,22 +344,43 @@ class AsyncEventStreamConsumer(AsyncConsumer):
     async def _receive_live(self, marker: list[str], message: Message) -> None:
         group, previous = marker
         cursors = self._cursors
-        assert cursors is not None and self.history is not None
+        assert cursors is not None
         if not cursors.tracks(group):
             await super().dispatch(message)  # a group joined past group_add()
             return
+        self._live_groups.add(group)
         position, event_id = cursors.position(group), message[ID_KEY]
         if previous != position and id_key(event_id) > id_key(position):
             # Events between the last one delivered and this one have not
             # arrived: still on their way (another process published them),
             # dropped by a full channel, or lost with their publisher. The
             # history has them; their live copies are dropped when they come.
-            missed = await self.history.read_after(group, position, event_id)
-            if missed and missed[0][HISTORY_KEY][1] != position:
-                await self.resume_gap(group)  # trimmed before this stream read it
-            for message in missed:
-                await self._deliver(group, message)
+            await self._read_gap(group, position, event_id)
         await self._deliver(group, message)
+
+    async def _read_gap(self, group: str, position: str, until: str | None) -> None:
+        assert self.history is not None
+        missed = await self.history.read_after(group, position, until)
+        if missed and missed[0][HISTORY_KEY][1] != position:
+            await self.resume_gap(group)  # trimmed before this stream read it
+        for message in missed:
+            await self._deliver(group, message)
+
+    async def _check_live_groups(self) -> None:
+        """Read what the groups that were live since the last heartbeat
+        have beyond this stream's position: the last events of a burst that
+        a full channel dropped have no later event to reveal the gap."""
+        history, cursors = self.history, self._cursors
+        groups, self._live_groups = self._live_groups, set()
+        if history is None or cursors is None:
+            return
+        for group in groups:
+            newest = await history.last_id(group)
+            if not cursors.tracks(group) or newest is None:
+                continue
+            position = cursors.position(group)
+            if id_key(newest) > id_key(position):
+                await self._read_gap(group, position, newest)
 
     # -- the dispatch loop ------------------------------------------------
 
@@ -376,6 +400,8 @@ class AsyncEventStreamConsumer(AsyncConsumer):
 
     async def _control(self, message: _Control) -> None:
         if message.kind == "heartbeat":
+            if self._live_groups:
+                await self._check_live_groups()
             if self._state is StreamState.OPEN:
                 await self._write(HEARTBEAT)
         elif message.kind == "item":
