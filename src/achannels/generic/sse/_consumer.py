@@ -37,8 +37,8 @@ from ...exceptions import (
     StopConsumer,
 )
 from ._framing import HEARTBEAT, encode_comment, encode_event
-from ._history import HISTORY_KEY, ID_KEY, START_ID, EventHistory, id_key
-from ._resume import Cursors
+from ._history import HISTORY_KEY, EventHistory
+from ._resume import Resume
 
 __all__ = ["AsyncEventStreamConsumer", "ServerSentEvent", "StreamState"]
 
@@ -135,16 +135,11 @@ class AsyncEventStreamConsumer(AsyncConsumer):
         self._state = StreamState.CONNECTING
         self._chunks: list[bytes] = []
         self._joined: list[str] = []
-        self._cursors: Cursors | None = None
-        # Catch-up read by group_add() before accept(): sent after the headers.
-        self._pending: list[tuple[str, list[Message], bool]] = []
+        self._resume: Resume | None = None
         # While a history event is handled: the id that resumes after it.
         self._event_id: str | None = None
         self._last_write = 0.0
         self._generator: AsyncIterator[Any] | None = None
-        # Groups with history that sent this stream live events since the
-        # last heartbeat (which then checks none of their events was lost).
-        self._live_groups: set[str] = set()
 
     @property
     def state(self) -> StreamState:
@@ -200,9 +195,8 @@ class AsyncEventStreamConsumer(AsyncConsumer):
         # chunk so the client's EventSource opens now.
         retry = self.retry
         await self._write(HEARTBEAT if retry is None else b"retry: %d\n\n" % retry)
-        pending, self._pending = self._pending, []
-        for group, events, gap in pending:
-            await self._catch_up(group, events, gap)
+        if self._resume is not None:
+            await self._resume.open()
         if self.heartbeat_interval is not None:
             self._add_source(self._heartbeat_due)
         self._generator = self.events()
@@ -292,95 +286,30 @@ class AsyncEventStreamConsumer(AsyncConsumer):
         """Join ``group``; left when the stream ends. With a history, first
         replay what the client missed in it since its ``Last-Event-ID``."""
         layer = self._groups_layer()
-        history, cursors = self.history, self._cursors
         if group in self._joined:
             return
-        if history is None or cursors is None:
-            await layer.group_add(group, self.channel_name)
-            self._joined.append(group)
-            return
-        since = cursors.requested(group)
-        resumed = since is not None
-        if since is None:
-            since = await history.last_id(group) or START_ID
-        # Join first, then read: an event sent in between is then both in
-        # the read and on its way live, and the live copy is dropped by its
-        # id. (Read first, and it would be in neither.)
-        await layer.group_add(group, self.channel_name)
         self._joined.append(group)
-        cursors.track(group, since)
-        events = await history.read_after(group, since)
-        gap = resumed and bool(events) and events[0][HISTORY_KEY][1] != since
-        if self._state is StreamState.CONNECTING:
-            self._pending.append((group, events, gap))
+        if self._resume is None:
+            await layer.group_add(group, self.channel_name)
         else:
-            await self._catch_up(group, events, gap)
+            await self._resume.join(
+                group, lambda: layer.group_add(group, self.channel_name)
+            )
 
     async def group_discard(self, group: str) -> None:
         """Leave ``group``."""
         if group in self._joined:
             self._joined.remove(group)
-            if self._cursors is not None:
-                self._cursors.forget(group)
+            if self._resume is not None:
+                self._resume.leave(group)
             await self._groups_layer().group_discard(group, self.channel_name)
 
-    async def _catch_up(self, group: str, events: list[Message], gap: bool) -> None:
-        if gap:
-            await self.resume_gap(group)
-        for message in events:
-            await self._deliver(group, message)
-
-    async def _deliver(self, group: str, message: Message) -> None:
-        cursors = self._cursors
-        assert cursors is not None, "only streams with a history deliver by id"
-        if not cursors.tracks(group) or not cursors.advance(group, message[ID_KEY]):
-            return  # left the group meanwhile, or sent already
-        self._event_id = cursors.event_id()
+    async def _handle_history_event(self, message: Message, event_id: str) -> None:
+        self._event_id = event_id
         try:
             await super().dispatch(message)
         finally:
             self._event_id = None
-
-    async def _receive_live(self, marker: list[str], message: Message) -> None:
-        group, previous = marker
-        cursors = self._cursors
-        assert cursors is not None
-        if not cursors.tracks(group):
-            await super().dispatch(message)  # a group joined past group_add()
-            return
-        self._live_groups.add(group)
-        position, event_id = cursors.position(group), message[ID_KEY]
-        if previous != position and id_key(event_id) > id_key(position):
-            # Events between the last one delivered and this one have not
-            # arrived: still on their way (another process published them),
-            # dropped by a full channel, or lost with their publisher. The
-            # history has them; their live copies are dropped when they come.
-            await self._read_gap(group, position, event_id)
-        await self._deliver(group, message)
-
-    async def _read_gap(self, group: str, position: str, until: str | None) -> None:
-        assert self.history is not None
-        missed = await self.history.read_after(group, position, until)
-        if missed and missed[0][HISTORY_KEY][1] != position:
-            await self.resume_gap(group)  # trimmed before this stream read it
-        for message in missed:
-            await self._deliver(group, message)
-
-    async def _check_live_groups(self) -> None:
-        """Read what the groups that were live since the last heartbeat
-        have beyond this stream's position: the last events of a burst that
-        a full channel dropped have no later event to reveal the gap."""
-        history, cursors = self.history, self._cursors
-        groups, self._live_groups = self._live_groups, set()
-        if history is None or cursors is None:
-            return
-        for group in groups:
-            newest = await history.last_id(group)
-            if not cursors.tracks(group) or newest is None:
-                continue
-            position = cursors.position(group)
-            if id_key(newest) > id_key(position):
-                await self._read_gap(group, position, newest)
 
     # -- the dispatch loop ------------------------------------------------
 
@@ -389,19 +318,22 @@ class AsyncEventStreamConsumer(AsyncConsumer):
         if message.__class__ is _Control:
             await self._control(message)
         else:
-            marker = message.get(HISTORY_KEY) if message.__class__ is dict else None
-            if marker is None or self._cursors is None:
+            resume = self._resume
+            if (
+                resume is None
+                or message.__class__ is not dict
+                or HISTORY_KEY not in message
+                or not await resume.receive_live(message)
+            ):
                 await super().dispatch(message)
-            else:
-                await self._receive_live(marker, message)
         if self._state is StreamState.CLOSED:
             await self._finish()
             raise StopConsumer()
 
     async def _control(self, message: _Control) -> None:
         if message.kind == "heartbeat":
-            if self._live_groups:
-                await self._check_live_groups()
+            if self._resume is not None and self._resume.has_live_groups:
+                await self._resume.check_live_groups()
             if self._state is StreamState.OPEN:
                 await self._write(HEARTBEAT)
         elif message.kind == "item":
@@ -455,7 +387,12 @@ class AsyncEventStreamConsumer(AsyncConsumer):
         self.body = b"".join(self._chunks)
         self._chunks.clear()
         if self.history is not None:
-            self._cursors = Cursors(self.last_event_id())
+            self._resume = Resume(
+                self.history,
+                self.last_event_id(),
+                self._handle_history_event,
+                self.resume_gap,
+            )
         for group in self.groups or ():
             await self.group_add(group)
         try:
