@@ -9,6 +9,7 @@ across processes and the chain of predecessors has no hole however many
 processes publish at once. A stream resumes with ``XRANGE`` from its last
 id. Trimming is approximate (``~``), as Redis recommends: a group holds at
 least ``max_events`` recent events and a little more until the next trim.
+Needs Redis 6.2 or newer (``XTRIM MINID``, exclusive ``XRANGE`` starts).
 """
 
 from __future__ import annotations
