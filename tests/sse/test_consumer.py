@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 
 from achannels.exceptions import DenyConnection
-from achannels.generic.sse import AsyncEventStreamConsumer, StreamState
+from achannels.generic.sse import (
+    AsyncEventStreamConsumer,
+    InMemoryEventHistory,
+    StreamState,
+)
 from achannels.layers import InMemoryChannelLayer
 from achannels.testing import ApplicationCommunicator
 from tests.support.event_stream import EventStreamParser
@@ -144,3 +148,13 @@ async def test_send_event_before_accept_is_an_error_after_the_end_a_no_op() -> N
     await c.send_input({"type": "http.request"})
     status, _, body = await response(c)
     assert (status, body) == (200, b":\n\n")
+
+
+async def test_a_history_on_another_layer_than_the_stream_is_refused() -> None:
+    class Mismatched(AsyncEventStreamConsumer):
+        history = InMemoryEventHistory(channel_layer_alias="other")
+
+    c = communicator(Mismatched)
+    await c.send_input({"type": "http.request"})
+    with pytest.raises(ValueError, match="same alias"):
+        await c.wait(TIMEOUT)

@@ -387,6 +387,13 @@ class AsyncEventStreamConsumer(AsyncConsumer):
         self.body = b"".join(self._chunks)
         self._chunks.clear()
         if self.history is not None:
+            if self.history.channel_layer_alias != self.channel_layer_alias:
+                raise ValueError(
+                    f"{type(self).__qualname__} listens on channel layer "
+                    f"{self.channel_layer_alias!r} but its history sends through "
+                    f"{self.history.channel_layer_alias!r}: live events would "
+                    "never arrive; give both the same alias"
+                )
             self._resume = Resume(
                 self.history,
                 self.last_event_id(),

@@ -94,6 +94,8 @@ class EventHistory(Protocol):
     max_events: int
     #: Forget events older than this many seconds.
     max_age: float
+    #: The channel layer ``group_send`` sends through.
+    channel_layer_alias: str
 
     async def group_send(self, group: str, message: Message) -> str:
         """Append ``message`` to ``group``'s history and send it to the group
