@@ -124,7 +124,12 @@ async def test_client_leaving_ends_streams_at_once_and_leaves_no_task(
         )
 
     # Well inside the 60 s heartbeat: the consumers noticed by themselves.
+    left = asyncio.get_running_loop().time()
     await wait_for(all_ended, timeout=5.0)
+    print(
+        f"[figures] {server.kind}: 30 streams ended, groups left, no pump left "
+        f"{asyncio.get_running_loop().time() - left:.2f} s after the clients left"
+    )
 
 
 async def test_generator_streams_tokens_then_ends(server: RunningServer) -> None:
@@ -140,7 +145,7 @@ async def test_slow_client_holds_back_the_generator_and_bounds_memory(
     server: RunningServer,
 ) -> None:
     event_size = 64 * 1024
-    closed_before = (await stats(server))["generator_closed"]
+    before = await stats(server)
     async with open_stream(f"{server.url}/firehose/") as stream:
         await stream.next_event()
         rss_before = server.rss()
@@ -151,21 +156,27 @@ async def test_slow_client_holds_back_the_generator_and_bounds_memory(
         async def produced() -> int:
             return (await stats(server))["produced"]
 
-        first = await produced()
         await asyncio.sleep(1.0)
         settled = await produced()
         await asyncio.sleep(1.0)
         assert await produced() - settled <= 2, "the generator ran on"
-        buffered = (settled - first) * event_size
+        ahead = settled - before["produced"] - 1  # the client read one event
+        buffered = ahead * event_size
+        grown = server.rss() - rss_before
+        print(
+            f"[figures] {server.kind}: stopped reader, generator {ahead} "
+            f"events ahead ({buffered / 2**20:.1f} MiB, in socket buffers), "
+            f"server RSS +{grown / 2**20:.1f} MiB"
+        )
         assert buffered < 64 * 1024 * 1024, buffered
-        assert server.rss() - rss_before < 64 * 1024 * 1024
+        assert grown < 64 * 1024 * 1024
         # Reading again lets it go on.
         for _ in range(50):
             await stream.next_event()
         assert await produced() > settled
 
     async def generator_closed() -> bool:
-        return (await stats(server))["generator_closed"] > closed_before
+        return (await stats(server))["generator_closed"] > before["generator_closed"]
 
     # The client left: the generator's finally ran.
     await wait_for(generator_closed, timeout=5.0)
