@@ -79,24 +79,34 @@ def serve(
 ) -> Iterator[RunningServer]:
     """Serve ``app`` with ``kind`` (or run ``command``, which must listen on
     ``port``) for the duration of the block; stop it afterwards."""
-    port = port or free_port()
-    argv = (
-        list(command)
-        if command is not None
-        else server_command(kind, app, port, extra_args)
-    )
+    # A port we picked can be taken (an outgoing connection's ephemeral
+    # port, on a busy machine) before the server binds it: pick another.
+    attempts = 3 if port is None and command is None else 1
     paths = [cwd] if cwd else []
     with tempfile.TemporaryDirectory(prefix="achannels-server-") as tmp:
-        server = RunningServer.launch(
-            kind,
-            argv,
-            port,
-            Path(tmp) / "server.log",
-            cwd=cwd or REPO_ROOT,
-            env=server_env(paths, env),
-        )
+        for attempt in range(attempts):
+            chosen = port or free_port()
+            argv = (
+                list(command)
+                if command is not None
+                else server_command(kind, app, chosen, extra_args)
+            )
+            server = RunningServer.launch(
+                kind,
+                argv,
+                chosen,
+                Path(tmp) / f"server-{attempt}.log",
+                cwd=cwd or REPO_ROOT,
+                env=server_env(paths, env),
+            )
+            try:
+                server.wait_until_listening(START_TIMEOUT)
+                break
+            except RuntimeError:
+                server.stop()
+                if attempt + 1 == attempts or "already in use" not in server.output():
+                    raise
         try:
-            server.wait_until_listening(START_TIMEOUT)
             yield server
         finally:
             server.stop()
