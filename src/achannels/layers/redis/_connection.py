@@ -181,6 +181,48 @@ class Lane:
             await self._release(connection)
             return reply
 
+    async def execute_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Run ``commands`` in one round trip (a pipeline on one connection)
+        and return their replies in order; an error reply is returned as its
+        :class:`redis.exceptions.ResponseError` instead of raised, so one
+        failed command does not hide the others' replies.
+
+        Connection failures are retried as in :meth:`execute` (the whole
+        batch again, so a command may run twice when the link dropped after
+        Redis ran it, as a retried :meth:`execute` may).
+        """
+        packed = b"".join(pack_command(*command) for command in commands)
+        backoff = Backoff(base=0.05, cap=0.5)
+        while True:
+            connection = self._idle.pop() if self._idle else self.new_connection()
+            self._busy.add(connection)
+            replies: list[Any] = []
+            try:
+                if not connection.is_connected:
+                    await self.connect(connection)
+                await connection.send_packed_command(packed, check_health=False)
+                for _ in commands:
+                    try:
+                        replies.append(
+                            await connection.read_response(timeout=self.timeout)
+                        )
+                    except ResponseError as error:
+                        replies.append(error)
+            except (RedisConnectionError, OSError) as error:
+                await self.discard(connection)
+                if backoff.failures + 1 >= _ATTEMPTS or self._closed:
+                    raise RedisConnectionError(
+                        f"Redis channel layer cannot reach {self.description} "
+                        f"(tried {backoff.failures + 1} times): {error}"
+                    ) from error
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            except BaseException:
+                await asyncio.shield(self.discard(connection))
+                raise
+            await self._release(connection)
+            return replies
+
     async def aclose(self) -> None:
         """Close every connection of this lane; later commands fail."""
         self._closed = True

@@ -11,7 +11,10 @@ so its pump pops only as many messages as there are local receivers waiting,
 and puts back what arrives after they left.
 
 When the connection fails the pump reconnects with backoff while receivers
-keep waiting; they resume when Redis is back.
+keep waiting; they resume when Redis is back. On a Redis Cluster the pump
+reads from whichever master serves its key's slot, and after a MOVED reply
+(the slot moved, or its master failed over) or a lost connection it asks the
+cluster again before reconnecting.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from typing import Any
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
 
+from ._cluster import CLUSTER_ERRORS, Cluster
 from ._connection import CONNECTION_ERRORS, Backoff, Lane, pack_command
-from ._scripts import RESTORE_INFLIGHT
+from ._scripts import RESTORE_INFLIGHT, Executor
 
 __all__ = ["Entry", "Pump"]
 
@@ -51,12 +55,13 @@ class Pump:
     pops only ``demand()`` messages at a time and sleeps while it is 0;
     without it the pump drains eagerly. ``tick()`` runs after every pop.
     ``restore_inflight`` first returns what a dead channels_redis receiver
-    left in the key's ``$inflight`` backup.
+    left in the key's ``$inflight`` backup. ``lane`` is one server, or a
+    cluster whose master for ``key`` the pump follows.
     """
 
     def __init__(
         self,
-        lane: Lane,
+        lane: Lane | Cluster,
         key: str,
         deliver: Callable[[list[Entry]], list[Entry]],
         *,
@@ -65,7 +70,8 @@ class Pump:
         expiry: int = 60,
         restore_inflight: bool = False,
     ) -> None:
-        self.lane = lane
+        self._cluster = lane if isinstance(lane, Cluster) else None
+        self.lane = lane if isinstance(lane, Lane) else None
         self.key = key
         self._deliver = deliver
         self._demand = demand
@@ -96,23 +102,37 @@ class Pump:
                         continue
                 try:
                     if connection is None:
-                        connection = self.lane.new_connection()
-                        await self.lane.connect(connection)
+                        if self._cluster is not None:
+                            self.lane = await self._cluster.lane_for(self.key)
+                        lane = self._lane()
+                        connection = lane.new_connection()
+                        await lane.connect(connection)
                         if self._restore_inflight:
                             await RESTORE_INFLIGHT(
-                                self.lane, [self.key, self.key + "$inflight"], []
+                                self._executor(),
+                                [self.key, self.key + "$inflight"],
+                                [],
                             )
                             self._restore_inflight = False
                     entries = await self._pop(connection, count)
-                except CONNECTION_ERRORS as error:
+                except (*CONNECTION_ERRORS, *CLUSTER_ERRORS) as error:
                     if connection is not None:
-                        await self.lane.discard(connection)
+                        await self._lane().discard(connection)
                         connection = None
+                    if self._cluster is not None:
+                        await self._cluster.failed(error)
+                        if isinstance(error, CLUSTER_ERRORS) and not backoff.failures:
+                            # The slot moved: read it where it is now, at once.
+                            logger.info(
+                                "Reading %r on another node: %s", self.key, error
+                            )
+                            backoff.next_delay()
+                            continue
                     delay = backoff.next_delay()
                     if backoff.failures == 1:
                         logger.warning(
                             "Lost Redis at %s while reading %r (%s); reconnecting",
-                            self.lane.description,
+                            self._where(),
                             self.key,
                             error,
                         )
@@ -122,7 +142,7 @@ class Pump:
                     logger.info(
                         "Reading %r from Redis at %s again",
                         self.key,
-                        self.lane.description,
+                        self._where(),
                     )
                     backoff.reset()
                 if entries:
@@ -143,7 +163,22 @@ class Pump:
                     self._tick()
         finally:
             if connection is not None:
-                await asyncio.shield(self.lane.discard(connection))
+                await asyncio.shield(self._lane().discard(connection))
+
+    def _lane(self) -> Lane:
+        assert self.lane is not None, "located before use"
+        return self.lane
+
+    def _executor(self) -> Executor:
+        if self._cluster is not None:
+            return self._cluster.at(self.key)
+        return self._lane()
+
+    def _where(self) -> str:
+        if self.lane is not None:
+            return self.lane.description
+        assert self._cluster is not None
+        return self._cluster.description
 
     async def _pop(self, connection: AbstractConnection, count: int) -> list[Entry]:
         """Block until ``key`` has messages; pop up to ``count`` of them."""
@@ -176,13 +211,14 @@ class Pump:
         args: list[Any] = []
         for member, score in entries:
             args += [score, member]
+        executor = self._executor()
         try:
-            await self.lane.execute("ZADD", self.key, *args)
-            await self.lane.execute("EXPIRE", self.key, self._expiry)
+            await executor.execute("ZADD", self.key, *args)
+            await executor.execute("EXPIRE", self.key, self._expiry)
         except CONNECTION_ERRORS:
             logger.warning(
                 "Could not return %d message(s) to %r on %s; they are lost",
                 len(entries),
                 self.key,
-                self.lane.description,
+                self._where(),
             )

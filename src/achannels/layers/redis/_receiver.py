@@ -4,7 +4,8 @@ Messages for this process's specific channels all sit in one key per name
 prefix (``<prefix>specific.<client>!``), as in channels_redis; they carry
 their full channel name (or, from ``group_send``, a list of names) in
 ``__asgi_channel__``. A pump per server drains that key and the inboxes
-hand each message to its channel's receiver.
+hand each message to its channel's receiver. On a Redis Cluster there is
+one pump per key, reading wherever the key's slot is served.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 
 from ..._types import Message
 from .._warnings import RateLimitedWarning
+from ._cluster import Cluster
 from ._connection import Lane
 from ._inbox import LocalChannels
 from ._pump import Entry, Pump
@@ -39,14 +41,17 @@ class Receiver:
 
     def __init__(
         self,
-        lanes: list[Lane],
-        prefix: str,
+        servers: list[Lane] | Cluster,
+        key_of: Callable[[str], str],
         serializer: MessageSerializer,
         capacity_of: Callable[[str], int],
         expiry: float,
     ) -> None:
-        self._lanes = lanes
-        self._prefix = prefix
+        # Every server is read, or on a cluster the one serving each key.
+        self._servers: list[Lane | Cluster] = (
+            [servers] if isinstance(servers, Cluster) else list(servers)
+        )
+        self._key_of = key_of
         self._serializer = serializer
         self._expiry = expiry
         self.local = LocalChannels(capacity_of, expiry)
@@ -70,10 +75,10 @@ class Receiver:
         return await self.local.receive(channel, lambda: self._start_shared(channel))
 
     def _start_local(self, name: str) -> None:
-        key = self._prefix + name
+        key = self._key_of(name)
         # Every server is read, not just the one the name hashes to, because
         # channels_redis's send() shards specific channels by the full name.
-        for index, lane in enumerate(self._lanes):
+        for index, lane in enumerate(self._servers):
             if (index, key) not in self._pumps:
                 pump = Pump(
                     lane,
@@ -85,8 +90,8 @@ class Receiver:
                 self._spawn(index, pump)
 
     def _start_shared(self, channel: str) -> None:
-        key = self._prefix + channel
-        for index, lane in enumerate(self._lanes):
+        key = self._key_of(channel)
+        for index, lane in enumerate(self._servers):
             running = self._pumps.get((index, key))
             if running is not None:
                 running[0].wake()
@@ -123,7 +128,7 @@ class Receiver:
         local = self.local
         now = time.monotonic()
         for data, _ in entries:
-            message = self._read(data, self._prefix + name)
+            message = self._read(data, self._key_of(name))
             if message is None:
                 continue
             target = message.pop(RESERVED_KEY, name)
@@ -135,7 +140,7 @@ class Receiver:
                 # Not written by a layer (Redis is shared): raising here
                 # would end this pump and every receive() of the process.
                 self._unreadable.count(
-                    1, self._prefix + name, f"{RESERVED_KEY} is {target!r:.80}"
+                    1, self._key_of(name), f"{RESERVED_KEY} is {target!r:.80}"
                 )
             else:
                 local.deliver_each(target, message, now)
@@ -147,7 +152,7 @@ class Receiver:
             if not self.local.has_waiter(channel):
                 leftovers.append(entry)
                 continue
-            message = self._read(entry[0], self._prefix + channel)
+            message = self._read(entry[0], self._key_of(channel))
             if message is not None:
                 message.pop(RESERVED_KEY, None)
                 self.local.deliver(channel, message, time.monotonic())

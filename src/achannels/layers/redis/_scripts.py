@@ -10,11 +10,11 @@ operation; these scripts do the same work atomically in one call.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Protocol
 
 from redis.exceptions import NoScriptError
 
-from ._connection import Lane
+from ._cluster import Cluster
 
 __all__ = [
     "GROUP_ADD",
@@ -26,6 +26,12 @@ __all__ = [
 ]
 
 
+class Executor(Protocol):
+    """Where a script runs: a Lane (one server) or a cluster SlotTarget."""
+
+    async def execute(self, *args: Any) -> Any: ...
+
+
 class Script:
     """A Lua script run with EVALSHA, loaded on first use by each server."""
 
@@ -35,13 +41,40 @@ class Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
 
-    async def __call__(self, lane: Lane, keys: list[Any], args: list[Any]) -> Any:
+    async def __call__(self, lane: Executor, keys: list[Any], args: list[Any]) -> Any:
         """Run the script on ``lane``'s server and return its reply."""
         try:
             return await lane.execute("EVALSHA", self.sha, len(keys), *keys, *args)
         except NoScriptError:
             # EVAL both runs the script and caches it for the next EVALSHA.
             return await lane.execute("EVAL", self.source, len(keys), *keys, *args)
+
+    async def run_batch(
+        self, cluster: Cluster, calls: list[tuple[list[str], list[Any]]]
+    ) -> list[Any]:
+        """Run the script once per ``(keys, args)`` on a cluster, one round
+        trip per node (see :meth:`Cluster.run_batch`); every call's keys
+        share a slot. Return the replies, exceptions in place of failures."""
+        replies = await cluster.run_batch(
+            [
+                (keys[0], ("EVALSHA", self.sha, len(keys), *keys, *args))
+                for keys, args in calls
+            ]
+        )
+        missing = [
+            i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)
+        ]
+        if missing:
+            # A node that never ran it (or a replica promoted since).
+            loaded = await cluster.run_batch(
+                [
+                    (keys[0], ("EVAL", self.source, len(keys), *keys, *args))
+                    for keys, args in (calls[i] for i in missing)
+                ]
+            )
+            for index, reply in zip(missing, loaded, strict=True):
+                replies[index] = reply
+        return replies
 
 
 #: Drop expired messages, refuse a full channel (reply 0), else add the

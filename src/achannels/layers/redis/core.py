@@ -3,6 +3,10 @@
 Same keys, scores, message bytes and sharding as channels_redis 4.x, so
 processes running either library share channels and groups. Each operation
 is one Lua script call; receiving is done by one pump per process key.
+
+On a Redis Cluster (``hosts=[{"cluster": [...]}]``) the keys carry hash tags
+(``<prefix>{<channel>}``, ``<prefix>:group:{<group>}``) so every script's
+keys share a slot, and ``group_send`` delivers with one pipeline per node.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from ..._types import Message
 from ...exceptions import ChannelFull
 from .._base import BaseChannelLayer, ChannelCapacity
 from .._warnings import RateLimitedWarning
+from ._cluster import Cluster, SlotTarget, slot_of
 from ._connection import Lane
-from ._hosts import consistent_hash, decode_hosts
+from ._hosts import cluster_spec, consistent_hash, decode_hosts
 from ._loops import PerLoop, bridged, on_throwaway_loop, run_bridged
 from ._receiver import RESERVED_KEY, Receiver
 from ._scripts import GROUP_ADD, GROUP_DELIVER, GROUP_MEMBERS, SEND
@@ -35,10 +40,12 @@ class _LoopState:
     """What one event loop holds: connections and the receiver."""
 
     def __init__(self, layer: RedisChannelLayer) -> None:
-        self.lanes = [Lane(host) for host in layer.hosts]
+        spec = layer._cluster_spec
+        self.cluster = Cluster(spec) if spec is not None else None
+        self.lanes = [] if spec is not None else [Lane(host) for host in layer.hosts]
         self.receiver = Receiver(
-            self.lanes,
-            layer.prefix,
+            self.cluster if self.cluster is not None else self.lanes,
+            layer._key,
             layer._serializer,
             layer.get_capacity,
             layer.expiry,
@@ -48,13 +55,23 @@ class _LoopState:
         await self.receiver.aclose()
         for lane in self.lanes:
             await lane.aclose()
+        if self.cluster is not None:
+            await self.cluster.aclose()
+
+    def target(self, key: str, index: int) -> Lane | SlotTarget:
+        """Where a command on ``key`` runs: host ``index`` of the ring, or
+        the cluster node serving the key."""
+        if self.cluster is not None:
+            return self.cluster.at(key)
+        return self.lanes[index]
 
 
 class RedisChannelLayer(BaseChannelLayer):
     """A channel layer in Redis, configured and stored as channels_redis 4.x's.
 
     ``hosts`` is a list of URLs, connection-argument dicts, ``(host, port)``
-    pairs or Sentinel dicts; with several, keys are sharded over them.
+    pairs or Sentinel dicts; with several, keys are sharded over them. A
+    Redis Cluster is ``[{"cluster": [seed URLs...]}]``.
     ``expiry`` (seconds a message waits), ``group_expiry`` (seconds a
     membership lasts), ``capacity`` and ``channel_capacity`` (messages a
     channel holds before :class:`~achannels.exceptions.ChannelFull`),
@@ -96,6 +113,13 @@ class RedisChannelLayer(BaseChannelLayer):
         self.group_expiry = group_expiry
         self.hosts = decode_hosts(hosts)
         self.ring_size = len(self.hosts)
+        self._cluster_spec = cluster_spec(self.hosts)
+        if self._cluster_spec is not None and ("{" in prefix or "}" in prefix):
+            raise ValueError(
+                f"prefix={prefix!r} contains a brace: on a Redis Cluster the "
+                "layer puts each channel's and group's name in {...} (a hash "
+                "tag), which a brace in the prefix would override"
+            )
         self._serializer = MessageSerializer(
             serializer_format,
             symmetric_encryption_keys=symmetric_encryption_keys,
@@ -121,6 +145,13 @@ class RedisChannelLayer(BaseChannelLayer):
         return f"{type(self).__name__}(hosts={self.hosts})"
 
     # Helpers
+
+    def _key(self, name: str) -> str:
+        """Return the Redis key of channel ``name`` (for a specific channel,
+        the part up to ``!``); tagged with its name on a cluster."""
+        if self._cluster_spec is not None:
+            return f"{self.prefix}{{{name}}}"
+        return self.prefix + name
 
     def consistent_hash(self, value: str | bytes) -> int:
         """Return the index of the host that holds ``value``'s key."""
@@ -179,12 +210,12 @@ class RedisChannelLayer(BaseChannelLayer):
             name = channel
             index = next(self._send_cycle)
         data = self._serializer.serialize(message)
-        lane = self._states.get().lanes[index]
+        key = self._key(name)
         score = self._score()
         capacity = self.get_capacity(channel)
         added = await SEND(
-            lane,
-            [self.prefix + name],
+            self._states.get().target(key, index),
+            [key],
             [data, score, int(score) - int(self.expiry), capacity, int(self.expiry)],
         )
         if not added:
@@ -228,6 +259,8 @@ class RedisChannelLayer(BaseChannelLayer):
     # Groups
 
     def _group_key(self, group: str) -> str:
+        if self._cluster_spec is not None:
+            return f"{self.prefix}:group:{{{group}}}"
         return f"{self.prefix}:group:{group}"
 
     @bridged
@@ -239,10 +272,10 @@ class RedisChannelLayer(BaseChannelLayer):
         """
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        lane = self._states.get().lanes[self.consistent_hash(group)]
+        key = self._group_key(group)
         await GROUP_ADD(
-            lane,
-            [self._group_key(group)],
+            self._states.get().target(key, self.consistent_hash(group)),
+            [key],
             [channel, time.time(), int(self.group_expiry)],
         )
 
@@ -251,8 +284,9 @@ class RedisChannelLayer(BaseChannelLayer):
         """Remove ``channel`` from ``group``; no error if it is not a member."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        lane = self._states.get().lanes[self.consistent_hash(group)]
-        await lane.execute("ZREM", self._group_key(group), channel)
+        key = self._group_key(group)
+        target = self._states.get().target(key, self.consistent_hash(group))
+        await target.execute("ZREM", key, channel)
 
     async def group_send(self, group: str, message: Message) -> None:
         """Send ``message`` to every channel in ``group``.
@@ -268,9 +302,10 @@ class RedisChannelLayer(BaseChannelLayer):
         self._check_message(message)
         self._serializer.serialize(message)  # refuse bad messages before any I/O
         state = self._states.get()
+        group_key = self._group_key(group)
         members = await GROUP_MEMBERS(
-            state.lanes[self.consistent_hash(group)],
-            [self._group_key(group)],
+            state.target(group_key, self.consistent_hash(group)),
+            [group_key],
             [int(time.time()) - int(self.group_expiry)],
         )
         if not members:
@@ -281,30 +316,55 @@ class RedisChannelLayer(BaseChannelLayer):
             bang = channel.find("!")
             name = channel if bang < 0 else channel[: bang + 1]
             by_name.setdefault(name, []).append(channel)
-        shards: dict[int, tuple[list[str], list[Any], list[Any]]] = {}
+        # One script call per host, or on a cluster per hash slot (a
+        # script's keys must share one); the cluster pipelines them per node.
+        cluster = state.cluster
+        shards: dict[int, tuple[list[str], list[str], list[Any], list[Any]]] = {}
         for name, channels in by_name.items():
-            keys, datas, capacities = shards.setdefault(
-                self.consistent_hash(name), ([], [], [])
+            key = self._key(name)
+            names, keys, datas, capacities = shards.setdefault(
+                slot_of(key) if cluster is not None else self.consistent_hash(name),
+                ([], [], [], []),
             )
-            keys.append(self.prefix + name)
+            names.append(name)
+            keys.append(key)
             datas.append(
                 self._serializer.serialize({**message, RESERVED_KEY: channels})
             )
             capacities.append(self.get_capacity(channels[0]))
         score = self._score()
         tail = [score, int(score) - int(self.expiry), int(self.expiry)]
-        replies = await asyncio.gather(
-            *(
-                GROUP_DELIVER(state.lanes[index], keys, [*datas, *capacities, *tail])
-                for index, (keys, datas, capacities) in shards.items()
+        replies: list[Any]
+        if cluster is None:
+            replies = await asyncio.gather(
+                *(
+                    GROUP_DELIVER(
+                        state.lanes[index], keys, [*datas, *capacities, *tail]
+                    )
+                    for index, (_, keys, datas, capacities) in shards.items()
+                )
             )
-        )
+        else:
+            replies = await GROUP_DELIVER.run_batch(
+                cluster,
+                [
+                    (keys, [*datas, *capacities, *tail])
+                    for _, keys, datas, capacities in shards.values()
+                ],
+            )
         skipped = 0
-        for (keys, _, _), full in zip(shards.values(), replies, strict=True):
+        failure: BaseException | None = None
+        for (names, _, _, _), full in zip(shards.values(), replies, strict=True):
+            if isinstance(full, BaseException):
+                failure = failure or full
+                continue
             for position in full:
-                skipped += len(by_name[keys[int(position) - 1][len(self.prefix) :]])
+                skipped += len(by_name[names[int(position) - 1]])
         if skipped:
             self._full.count(skipped, group)
+        if failure is not None:
+            # The members on reachable nodes have the message.
+            raise failure
 
     # Flush and close
 
@@ -314,14 +374,19 @@ class RedisChannelLayer(BaseChannelLayer):
         waiting in this process. Connections stay open."""
         state = self._states.get()
         pattern = _glob_escape(self.prefix) + "*"
-        for lane in state.lanes:
+        lanes = state.lanes if state.cluster is None else await state.cluster.masters()
+        for lane in lanes:
             cursor: Any = 0
             while True:
                 cursor, keys = await lane.execute(
                     "SCAN", cursor, "MATCH", pattern, "COUNT", 1000
                 )
-                if keys:
+                if keys and state.cluster is None:
                     await lane.execute("UNLINK", *keys)
+                elif keys:
+                    # One key per command: keys of several slots in one
+                    # command are refused (CROSSSLOT) on a cluster.
+                    await lane.execute_many([("UNLINK", key) for key in keys])
                 if int(cursor) == 0:
                     break
         state.receiver.local.clear()
