@@ -5,27 +5,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
-import redis
 from achannels.exceptions import ChannelFull, MessageTooLarge
 from achannels.layers.redis import RedisChannelLayer
-from tests.support.redis import require_redis, unique_prefix
+from tests.support.redis import unique_prefix
+from tests.support.redis_cluster import RedisDeployment
 
 pytestmark = pytest.mark.redis
 
 
-def make_layer(**config: Any) -> RedisChannelLayer:
-    config.setdefault("hosts", [require_redis()])
-    config.setdefault("prefix", unique_prefix())
-    return RedisChannelLayer(**config)
+LayerFactory = Callable[..., RedisChannelLayer]
 
 
 @pytest.fixture
-async def layer() -> AsyncIterator[RedisChannelLayer]:
+def make_layer(deployment: RedisDeployment) -> LayerFactory:
+    """Make layers on this test's deployment (single Redis or cluster)."""
+
+    def make(**config: Any) -> RedisChannelLayer:
+        config.setdefault("hosts", deployment.hosts)
+        config.setdefault("prefix", unique_prefix())
+        return RedisChannelLayer(**config)
+
+    return make
+
+
+@pytest.fixture
+async def layer(make_layer: LayerFactory) -> AsyncIterator[RedisChannelLayer]:
     channel_layer = make_layer()
     yield channel_layer
     await channel_layer.flush()
@@ -34,10 +43,6 @@ async def layer() -> AsyncIterator[RedisChannelLayer]:
 
 async def receive(layer: RedisChannelLayer, channel: str) -> dict[str, Any]:
     return await asyncio.wait_for(layer.receive(channel), 5)
-
-
-def raw_client() -> redis.Redis:
-    return redis.Redis.from_url(require_redis())
 
 
 async def test_message_sent_to_specific_channel_is_received(
@@ -122,7 +127,9 @@ async def test_group_members_get_independent_copies(layer: RedisChannelLayer) ->
     assert (await receive(layer, second))["items"] == [1]
 
 
-async def test_send_to_full_channel_raises_channel_full() -> None:
+async def test_send_to_full_channel_raises_channel_full(
+    make_layer: LayerFactory,
+) -> None:
     layer = make_layer(capacity=3, channel_capacity={"small*": 1})
     try:
         for _ in range(3):
@@ -147,6 +154,7 @@ async def test_send_to_full_channel_raises_channel_full() -> None:
 
 async def test_group_send_skips_full_member_reaches_rest(
     caplog: pytest.LogCaptureFixture,
+    make_layer: LayerFactory,
 ) -> None:
     layer = make_layer(capacity=1)
     try:
@@ -164,7 +172,10 @@ async def test_group_send_skips_full_member_reaches_rest(
         await layer.close()
 
 
-async def test_messages_and_memberships_expire() -> None:
+async def test_messages_and_memberships_expire(
+    make_layer: LayerFactory,
+    deployment: RedisDeployment,
+) -> None:
     layer = make_layer(expiry=1, group_expiry=1)
     try:
         member = await layer.new_channel()
@@ -176,7 +187,7 @@ async def test_messages_and_memberships_expire() -> None:
         assert (await receive(layer, "queue"))["type"] == "fresh"
         await layer.send(member, {"type": "direct"})
         assert (await receive(layer, member))["type"] == "direct"
-        assert not raw_client().exists(f"{layer.prefix}:group:room")
+        assert not deployment.client().exists(layer._group_key("room"))
     finally:
         await layer.flush()
         await layer.close()
@@ -198,7 +209,9 @@ async def test_unserializable_value_is_refused_on_send_naming_the_key(
     assert (await receive(layer, channel))["type"] == "ok"
 
 
-async def test_too_large_message_raises_message_too_large() -> None:
+async def test_too_large_message_raises_message_too_large(
+    make_layer: LayerFactory,
+) -> None:
     layer = make_layer(max_message_size=1000)
     try:
         with pytest.raises(MessageTooLarge, match=r"\d+ bytes.*1000"):
@@ -218,7 +231,10 @@ async def test_invalid_names_raise_type_error(layer: RedisChannelLayer) -> None:
         await layer.receive("a" * 200)
 
 
-async def test_json_serializer_round_trips(layer: RedisChannelLayer) -> None:
+async def test_json_serializer_round_trips(
+    layer: RedisChannelLayer,
+    make_layer: LayerFactory,
+) -> None:
     json_layer = make_layer(serializer_format="json", prefix=layer.prefix)
     try:
         channel = await json_layer.new_channel()
@@ -234,6 +250,8 @@ async def test_json_serializer_round_trips(layer: RedisChannelLayer) -> None:
 
 async def test_encrypted_messages_cannot_be_read_or_forged_without_the_key(
     caplog: pytest.LogCaptureFixture,
+    make_layer: LayerFactory,
+    deployment: RedisDeployment,
 ) -> None:
     prefix = unique_prefix()
     layer = make_layer(prefix=prefix, symmetric_encryption_keys=["secret-key"])
@@ -242,7 +260,9 @@ async def test_encrypted_messages_cannot_be_read_or_forged_without_the_key(
     try:
         channel = await layer.new_channel()
         await layer.send(channel, {"type": "x", "text": "top secret words"})
-        stored = raw_client().zrange(prefix + layer.non_local_name(channel), 0, -1)
+        stored = deployment.client().zrange(
+            layer._key(layer.non_local_name(channel)), 0, -1
+        )
         assert stored and all(b"top secret" not in data for data in stored)
         assert (await receive(layer, channel))["text"] == "top secret words"
         # Messages forged without the key, or with another key, are dropped.
@@ -269,12 +289,15 @@ async def test_encrypted_messages_cannot_be_read_or_forged_without_the_key(
         make_layer(symmetric_encryption_keys="just-a-string")
 
 
-async def test_flush_deletes_messages_and_groups(layer: RedisChannelLayer) -> None:
+async def test_flush_deletes_messages_and_groups(
+    layer: RedisChannelLayer,
+    deployment: RedisDeployment,
+) -> None:
     channel = await layer.new_channel()
     await layer.group_add("room", channel)
     await layer.send("queue", {"type": "x"})
     await layer.flush()
-    assert raw_client().keys(layer.prefix + "*") == []
+    assert deployment.client().keys(layer.prefix + "*") == []
     await layer.group_send("room", {"type": "to.nobody"})
     await layer.send(channel, {"type": "after.flush"})
     assert (await receive(layer, channel))["type"] == "after.flush"
@@ -282,6 +305,7 @@ async def test_flush_deletes_messages_and_groups(layer: RedisChannelLayer) -> No
 
 async def test_receive_on_foreign_specific_channel_is_refused(
     layer: RedisChannelLayer,
+    make_layer: LayerFactory,
 ) -> None:
     other = make_layer(prefix=layer.prefix)
     channel = await other.new_channel()
@@ -294,7 +318,9 @@ def test_hosts_must_be_a_list() -> None:
         RedisChannelLayer(hosts="redis://localhost:6379")
 
 
-async def test_close_ends_waiting_receivers_with_a_clear_error() -> None:
+async def test_close_ends_waiting_receivers_with_a_clear_error(
+    make_layer: LayerFactory,
+) -> None:
     layer = make_layer()
     channel = await layer.new_channel()
     waiter = asyncio.create_task(layer.receive(channel))
@@ -327,6 +353,7 @@ async def test_receiving_from_two_event_loops_at_once_is_refused(
 
 async def test_plain_channel_message_goes_to_a_process_that_still_waits(
     layer: RedisChannelLayer,
+    make_layer: LayerFactory,
 ) -> None:
     other_process = make_layer(prefix=layer.prefix)
     try:

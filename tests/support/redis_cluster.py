@@ -22,12 +22,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
+import redis.cluster
 
 import redis
 
-__all__ = ["ClusterNode", "PrivateCluster", "private_cluster"]
+__all__ = ["ClusterNode", "PrivateCluster", "RedisDeployment", "private_cluster"]
 
 NODE_TIMEOUT_MS = 1000
 
@@ -289,3 +291,43 @@ def private_cluster(masters: int = 3, replicas: int = 0) -> Iterator[PrivateClus
         yield cluster
     finally:
         cluster.stop()
+
+
+class RedisDeployment:
+    """Where a parametrised behaviour test runs: the shared single Redis or
+    a cluster. ``hosts`` is the layers' option; :meth:`client` a raw client
+    for assertions on what is stored."""
+
+    def __init__(
+        self, kind: str, hosts: list[Any], cluster: PrivateCluster | None
+    ) -> None:
+        self.kind = kind
+        self.hosts = hosts
+        self.cluster = cluster
+
+    def __repr__(self) -> str:
+        return self.kind
+
+    def client(self) -> Any:
+        """Return a synchronous client: ``redis.Redis`` or
+        ``redis.cluster.RedisCluster`` (KEYS asks every master)."""
+        if self.cluster is None:
+            return redis.Redis.from_url(self.hosts[0])
+        return redis.cluster.RedisCluster.from_url(self.cluster.urls[0])
+
+    def subscribers(self, channel: str) -> int:
+        """Return how many connections listen on pub/sub ``channel`` (sharded
+        on a cluster)."""
+        if self.cluster is None:
+            client = redis.Redis.from_url(self.hosts[0])
+            try:
+                return int(dict(client.pubsub_numsub(channel))[channel.encode()])
+            finally:
+                client.close()
+        node = self.cluster.master_of(channel)
+        client = node.client()
+        try:
+            reply = client.execute_command("PUBSUB", "SHARDNUMSUB", channel)
+        finally:
+            client.close()
+        return int(reply[1])

@@ -55,7 +55,8 @@ class Pump:
     pops only ``demand()`` messages at a time and sleeps while it is 0;
     without it the pump drains eagerly. ``tick()`` runs after every pop.
     ``restore_inflight`` first returns what a dead channels_redis receiver
-    left in the key's ``$inflight`` backup. ``lane`` is one server, or a
+    left in the key's ``$inflight`` backup. ``local`` marks the key of this
+    process's specific channels. ``lane`` is one server, or a
     cluster whose master for ``key`` the pump follows.
     """
 
@@ -69,7 +70,10 @@ class Pump:
         tick: Callable[[], None] | None = None,
         expiry: int = 60,
         restore_inflight: bool = False,
+        local: bool = False,
     ) -> None:
+        #: Whether the key holds this process's specific channels.
+        self.local = local
         self._cluster = lane if isinstance(lane, Cluster) else None
         self.lane = lane if isinstance(lane, Lane) else None
         self.key = key

@@ -62,7 +62,7 @@ class Receiver:
 
     def receiving_locally(self) -> bool:
         """Return whether a pump reads a process-specific key on this loop."""
-        return any(key.endswith("!") for _, key in self._pumps)
+        return any(pump.local for pump, _ in self._pumps.values())
 
     async def receive_local(self, channel: str, name: str) -> Message:
         """Return the next message for specific ``channel`` (whose shared part
@@ -86,6 +86,7 @@ class Receiver:
                     lambda entries: self._deliver(name, entries),
                     tick=self._tick,
                     expiry=int(self._expiry),
+                    local=True,
                 )
                 self._spawn(index, pump)
 
