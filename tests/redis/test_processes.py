@@ -12,7 +12,8 @@ import textwrap
 import pytest
 
 from achannels.layers.redis import RedisChannelLayer, RedisPubSubChannelLayer
-from tests.support.redis import require_redis, unique_prefix
+from tests.support.redis import unique_prefix
+from tests.support.redis_cluster import RedisDeployment
 
 pytestmark = pytest.mark.redis
 
@@ -23,9 +24,9 @@ WORKER = textwrap.dedent(
     import asyncio, json, os, sys
     from achannels.layers.redis import RedisChannelLayer, RedisPubSubChannelLayer
 
-    async def main(kind, url, prefix, report_to):
+    async def main(kind, hosts, prefix, report_to):
         cls = RedisChannelLayer if kind == "core" else RedisPubSubChannelLayer
-        layer = cls(hosts=[url], prefix=prefix)
+        layer = cls(hosts=json.loads(hosts), prefix=prefix)
         channel = await layer.new_channel()
         await layer.group_add("room", channel)
         print(json.dumps({"ready": channel}), flush=True)
@@ -48,10 +49,12 @@ WORKER = textwrap.dedent(
 
 
 @pytest.mark.parametrize("kind", ["core", "pubsub"])
-async def test_two_processes_exchange_group_messages(kind: str) -> None:
-    url, prefix = require_redis(), unique_prefix()
+async def test_two_processes_exchange_group_messages(
+    kind: str, deployment: RedisDeployment
+) -> None:
+    prefix = unique_prefix()
     layer = (RedisChannelLayer if kind == "core" else RedisPubSubChannelLayer)(
-        hosts=[url], prefix=prefix
+        hosts=deployment.hosts, prefix=prefix
     )
     report_to = await layer.new_channel()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -61,7 +64,7 @@ async def test_two_processes_exchange_group_messages(kind: str) -> None:
             "-c",
             WORKER,
             kind,
-            url,
+            json.dumps(deployment.hosts),
             prefix,
             report_to,
             stdout=asyncio.subprocess.PIPE,

@@ -5,26 +5,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from achannels.exceptions import MessageTooLarge
 from achannels.layers.redis import RedisPubSubChannelLayer
-from tests.support.redis import require_redis, unique_prefix
+from tests.support.redis import unique_prefix
+from tests.support.redis_cluster import RedisDeployment
 
 pytestmark = pytest.mark.redis
 
 
-def make_layer(**config: Any) -> RedisPubSubChannelLayer:
-    config.setdefault("hosts", [require_redis()])
-    config.setdefault("prefix", unique_prefix())
-    return RedisPubSubChannelLayer(**config)
+LayerFactory = Callable[..., RedisPubSubChannelLayer]
 
 
 @pytest.fixture
-async def layer() -> AsyncIterator[RedisPubSubChannelLayer]:
+def make_layer(deployment: RedisDeployment) -> LayerFactory:
+    """Make layers on this test's deployment (single Redis or cluster)."""
+
+    def make(**config: Any) -> RedisPubSubChannelLayer:
+        config.setdefault("hosts", deployment.hosts)
+        config.setdefault("prefix", unique_prefix())
+        return RedisPubSubChannelLayer(**config)
+
+    return make
+
+
+@pytest.fixture
+async def layer(make_layer: LayerFactory) -> AsyncIterator[RedisPubSubChannelLayer]:
     channel_layer = make_layer()
     yield channel_layer
     await channel_layer.close()
@@ -45,6 +55,7 @@ async def test_new_channel_uses_prefix_and_receives_messages(
 
 async def test_group_send_reaches_members_in_every_process(
     layer: RedisPubSubChannelLayer,
+    make_layer: LayerFactory,
 ) -> None:
     other_process = make_layer(prefix=layer.prefix)
     try:
@@ -87,31 +98,25 @@ async def test_group_add_needs_a_channel_of_this_process(
 
 async def test_cancelled_receive_unsubscribes_the_channel(
     layer: RedisPubSubChannelLayer,
+    make_layer: LayerFactory,
+    deployment: RedisDeployment,
 ) -> None:
     channel = await layer.new_channel()
     waiter = asyncio.create_task(layer.receive(channel))
     await asyncio.sleep(0.05)
     waiter.cancel()
     await asyncio.gather(waiter, return_exceptions=True)
-    observer = make_layer(prefix=layer.prefix)
-    try:
-        # Redis reports who listens: nobody, once the UNSUBSCRIBE went out.
-        async def subscribers() -> int:
-            state = observer._states.get()
-            reply = await state.lanes[0].execute("PUBSUB", "NUMSUB", channel)
-            return int(reply[1])
-
-        for _ in range(100):
-            if await subscribers() == 0:
-                break
-            await asyncio.sleep(0.01)
-        assert await subscribers() == 0
-    finally:
-        await observer.close()
+    # Redis reports who listens: nobody, once the UNSUBSCRIBE went out.
+    for _ in range(100):
+        if await asyncio.to_thread(deployment.subscribers, channel) == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert deployment.subscribers(channel) == 0
 
 
 async def test_messages_and_groups_are_checked_on_send(
     layer: RedisPubSubChannelLayer,
+    make_layer: LayerFactory,
 ) -> None:
     with pytest.raises(TypeError, match=r"message\['when'\].*set"):
         await layer.send("some.channel", {"type": "x", "when": {1}})
@@ -127,6 +132,7 @@ async def test_messages_and_groups_are_checked_on_send(
 
 async def test_encrypted_pubsub_messages_need_the_key(
     caplog: pytest.LogCaptureFixture,
+    make_layer: LayerFactory,
 ) -> None:
     prefix = unique_prefix()
     layer = make_layer(prefix=prefix, symmetric_encryption_keys=["key-one"])
@@ -159,6 +165,7 @@ async def test_flush_forgets_channels_and_fails_waiting_receivers(
 
 async def test_channels_redis_only_options_are_accepted(
     caplog: pytest.LogCaptureFixture,
+    make_layer: LayerFactory,
 ) -> None:
     with caplog.at_level(logging.WARNING, "achannels.layers.redis"):
         layer = make_layer(group_expiry=10, channel_capacity={"x": 1}, typo=1)
@@ -167,7 +174,9 @@ async def test_channels_redis_only_options_are_accepted(
     await layer.close()
 
 
-async def test_capacity_bounds_messages_waiting_in_process() -> None:
+async def test_capacity_bounds_messages_waiting_in_process(
+    make_layer: LayerFactory,
+) -> None:
     layer = make_layer(capacity=2)
     try:
         channel = await layer.new_channel()

@@ -41,7 +41,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from ._connection import CONNECTION_ERRORS, Backoff, Lane
 from ._hosts import HostSpec, cluster_node, cluster_seeds, describe_host
 
-__all__ = ["CLUSTER_ERRORS", "SLOTS", "Cluster", "SlotTarget", "slot_of"]
+__all__ = ["CLUSTER_ERRORS", "SLOTS", "Address", "Cluster", "SlotTarget", "slot_of"]
 
 SLOTS = 16384
 
@@ -185,6 +185,10 @@ class Cluster:
                     "(the cluster is missing slots)"
                 )
         return address
+
+    def cached_address_of(self, key: str) -> Address | None:
+        """Return where ``key``'s slot was served at the last refresh."""
+        return self._slots[slot_of(key)]
 
     async def lane_for(self, key: str) -> Lane:
         """Return the lane to the master serving ``key``'s slot."""

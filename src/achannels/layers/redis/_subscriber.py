@@ -6,6 +6,12 @@ connection drops it reconnects with backoff and subscribes to all of them
 again (channels_redis 4.3 loses them). ``subscribe()`` returns once Redis
 confirmed the subscription, so a message published right after it is not
 missed, and fails with a clear error while Redis is unreachable.
+
+On a Redis Cluster a subscriber is one node's, and ``sharded``: it uses
+``SSUBSCRIBE`` (Redis 7), and hands back through ``on_lost`` the channels the
+node stopped serving (their slot moved or the node became a replica: Redis
+says so with an unrequested ``sunsubscribe`` or a ``MOVED`` reply), so that
+:class:`~._sharded.ShardedSubscriptions` subscribes them where they live now.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MovedError, ResponseError
 
+from ._cluster import slot_of
 from ._connection import CONNECTION_ERRORS, Backoff, Lane, pack_command
 
 __all__ = ["Subscriber"]
@@ -46,8 +54,18 @@ class Subscriber:
         on_message: Callable[[str, bytes], None],
         on_disconnect: Callable[[], Any] | None = None,
         on_reconnect: Callable[[], Any] | None = None,
+        *,
+        sharded: bool = False,
+        on_lost: Callable[[set[str]], None] | None = None,
     ) -> None:
         self._lane = lane
+        self._sharded = sharded
+        self._on_lost = on_lost
+        prefix = "S" if sharded else ""
+        self._subscribe_command = prefix + "SUBSCRIBE"
+        self._unsubscribe_command = prefix + "UNSUBSCRIBE"
+        self._message_kind = b"smessage" if sharded else b"message"
+        self._confirm_kind = b"ssubscribe" if sharded else b"subscribe"
         self._on_message = on_message
         self._on_disconnect = on_disconnect
         self._on_reconnect = on_reconnect
@@ -76,7 +94,7 @@ class Subscriber:
             await self._wait_connected()
             confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._confirmations.setdefault(name, []).append(confirmed)
-            await self._send("SUBSCRIBE", name)
+            await self._send(self._subscribe_command, name)
             # After a reconnect the reader subscribes again and confirms.
             await asyncio.wait_for(asyncio.shield(confirmed), _CONFIRM_TIMEOUT)
         except asyncio.TimeoutError:
@@ -95,7 +113,25 @@ class Subscriber:
             return
         self.wanted.discard(name)
         if self._connected.is_set():
-            self._spawn(self._send_quietly("UNSUBSCRIBE", name))
+            self._spawn(self._send_quietly(self._unsubscribe_command, name))
+
+    @property
+    def connected(self) -> bool:
+        """Whether the subscription connection is up."""
+        return self._connected.is_set()
+
+    def _subscribe_all(self) -> bytes:
+        """Return the command(s) subscribing to every wanted channel: one
+        SUBSCRIBE, or one SSUBSCRIBE per hash slot (a sharded subscription
+        must not span slots)."""
+        if not self._sharded:
+            return pack_command("SUBSCRIBE", *sorted(self.wanted))
+        by_slot: dict[int, list[str]] = {}
+        for name in sorted(self.wanted):
+            by_slot.setdefault(slot_of(name), []).append(name)
+        return b"".join(
+            pack_command("SSUBSCRIBE", *names) for names in by_slot.values()
+        )
 
     async def _wait_connected(self) -> None:
         """Return once connected; raise at once while Redis is known to be
@@ -147,8 +183,7 @@ class Subscriber:
                 await self._lane.connect(connection)
                 if self.wanted:
                     await connection.send_packed_command(
-                        pack_command("SUBSCRIBE", *sorted(self.wanted)),
-                        check_health=False,
+                        self._subscribe_all(), check_health=False
                     )
                 self._connection = connection
                 self._error = None
@@ -193,16 +228,52 @@ class Subscriber:
 
     async def _read(self, connection: AbstractConnection) -> None:
         while True:
-            reply = await connection.read_response()
+            try:
+                reply = await connection.read_response()
+            except ResponseError as error:
+                # A subscription this node refused (sharded only: the
+                # channel's slot is elsewhere). Anything else is a surprise:
+                # reconnect, which subscribes to everything again.
+                if not self._sharded or not isinstance(error, MovedError):
+                    raise RedisConnectionError(
+                        f"Redis at {self._lane.description} refused a "
+                        f"subscription: {error}"
+                    ) from error
+                self._lose(
+                    {n for n in self.wanted if slot_of(n) == error.slot_id}, error
+                )
+                continue
             self._heard_at = time.monotonic()
             self._pinged = False
             kind = reply[0]
-            if kind == b"message":
+            if kind == self._message_kind:
                 self._on_message(reply[1].decode("utf-8"), reply[2])
-            elif kind == b"subscribe":
+            elif kind == self._confirm_kind:
                 for waiter in self._confirmations.pop(reply[1].decode("utf-8"), ()):
                     if not waiter.done():
                         waiter.set_result(None)
+            elif kind == b"sunsubscribe":
+                name = reply[1].decode("utf-8")
+                if name in self.wanted:
+                    # Not asked for: the node no longer serves its slot.
+                    self._lose({name}, None)
+
+    def _lose(self, names: set[str], error: BaseException | None) -> None:
+        """Forget ``names``, which this node no longer serves; waiting
+        subscribe() calls fail with ``error``; ``on_lost`` gets the names."""
+        self.wanted -= names
+        for name in names:
+            for waiter in self._confirmations.pop(name, ()):
+                if not waiter.done():
+                    waiter.set_exception(
+                        error
+                        or RedisConnectionError(
+                            f"Redis at {self._lane.description} no longer "
+                            f"serves {name!r}"
+                        )
+                    )
+        if names and self._on_lost is not None:
+            self._on_lost(names)
 
     async def _watch(self, connection: AbstractConnection) -> None:
         while True:

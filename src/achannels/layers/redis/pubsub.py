@@ -4,6 +4,10 @@ Channel names, group channel names (``<prefix>__group__<group>``), sharding
 and message bytes are channels_redis 4.3's, so processes running either
 library exchange messages. A message reaches only receivers subscribed when
 it is published; nothing is stored in Redis.
+
+On a Redis Cluster the layer uses sharded pub/sub (``SPUBLISH`` and
+``SSUBSCRIBE``, Redis 7): a message goes to the one shard serving its
+channel's slot instead of being broadcast to every node.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from typing import Any
 from ..._types import Message
 from .._base import BaseChannelLayer
 from .._warnings import RateLimitedWarning
+from ._cluster import Cluster
 from ._connection import Lane
-from ._hosts import consistent_hash, decode_hosts
+from ._hosts import cluster_spec, consistent_hash, decode_hosts
 from ._inbox import LocalChannels
 from ._loops import PerLoop, bridged, on_throwaway_loop, run_bridged
 from ._serializer import MAX_MESSAGE_SIZE, DecryptionError, MessageSerializer
+from ._sharded import ShardedSubscriptions
 from ._subscriber import Subscriber
 
 __all__ = ["RedisPubSubChannelLayer"]
@@ -46,11 +52,20 @@ class _LoopState:
 
     def __init__(self, layer: RedisPubSubChannelLayer) -> None:
         self.layer = layer
-        self.lanes = [Lane(host) for host in layer.hosts]
+        spec = cluster_spec(layer.hosts)
+        self.cluster = Cluster(spec) if spec is not None else None
+        self.lanes = [] if spec is not None else [Lane(host) for host in layer.hosts]
         self.subscribers = [
             Subscriber(lane, self.on_message, layer.on_disconnect, layer.on_reconnect)
             for lane in self.lanes
         ]
+        self.sharded = (
+            ShardedSubscriptions(
+                self.cluster, self.on_message, layer.on_disconnect, layer.on_reconnect
+            )
+            if self.cluster is not None
+            else None
+        )
         self.local = LocalChannels(lambda _: layer._inbox_capacity, layer._inbox_expiry)
         #: Channels that exist in this process (made or received on here).
         self.channels: set[str] = set()
@@ -59,8 +74,17 @@ class _LoopState:
         # Per receiver, so one layer's drops never silence another's report.
         self.unreadable = RateLimitedWarning(logger, _UNREADABLE)
 
-    def subscriber(self, name: str) -> Subscriber:
+    def subscriber(self, name: str) -> Subscriber | ShardedSubscriptions:
+        if self.sharded is not None:
+            return self.sharded
         return self.subscribers[consistent_hash(name, len(self.subscribers))]
+
+    async def publish(self, name: str, data: bytes) -> None:
+        if self.cluster is not None:
+            await self.cluster.execute(name, "SPUBLISH", name, data)
+            return
+        lane = self.lanes[consistent_hash(name, len(self.lanes))]
+        await lane.execute("PUBLISH", name, data)
 
     def on_message(self, name: str, data: bytes) -> None:
         direct = name in self.channels
@@ -81,15 +105,20 @@ class _LoopState:
     async def aclose(self) -> None:
         for subscriber in self.subscribers:
             await subscriber.aclose()
+        if self.sharded is not None:
+            await self.sharded.aclose()
         self.local.close("The Redis pub/sub channel layer was flushed or closed")
         for lane in self.lanes:
             await lane.aclose()
+        if self.cluster is not None:
+            await self.cluster.aclose()
 
 
 class RedisPubSubChannelLayer(BaseChannelLayer):
     """A channel layer on Redis pub/sub, configured as channels_redis 4.x's.
 
-    Options: ``hosts`` (as for :class:`RedisChannelLayer`), ``prefix``,
+    Options: ``hosts`` (as for :class:`RedisChannelLayer`, a Redis Cluster
+    included: sharded pub/sub), ``prefix``,
     ``on_disconnect`` / ``on_reconnect`` (callables, plain or async, run when
     a subscription connection drops and is restored),
     ``symmetric_encryption_keys`` and ``serializer_format``. ``capacity`` and
@@ -156,9 +185,7 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
     async def _publish(self, name: str, message: Message) -> None:
         self.require_valid_message(message)
         data = self._serializer.serialize(message)
-        state = self._states.get()
-        lane = state.lanes[consistent_hash(name, len(state.lanes))]
-        await lane.execute("PUBLISH", name, data)
+        await self._states.get().publish(name, data)
 
     async def send(self, channel: str, message: Message) -> None:
         """Publish ``message`` on ``channel``; lost if nobody is subscribed.
