@@ -142,6 +142,15 @@ class ClusterNode:
             client.close()
         return {int(entry[1]) for entry in reply[2]}
 
+    def node_id(self) -> str:
+        """Return this node's cluster id."""
+        client = self.client()
+        try:
+            reply = client.execute_command("CLUSTER", "MYID")
+        finally:
+            client.close()
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
+
     def role(self) -> str:
         """Return ``"master"`` or ``"slave"`` (as ``ROLE`` says)."""
         client = self.client()
@@ -251,21 +260,7 @@ class PrivateCluster:
     def master_of(self, key: str | bytes) -> ClusterNode:
         """Return the node that serves ``key``'s slot now."""
         data = key.encode() if isinstance(key, str) else key
-        slot = redis.crc.key_slot(data)
-        for node in self.nodes:
-            if not node.running:
-                continue
-            client = node.client()
-            try:
-                for start, end, master, *_ in client.execute_command(
-                    "CLUSTER", "SLOTS"
-                ):
-                    if start <= slot <= end:
-                        port = int(master[1])
-                        return next(n for n in self.nodes if n.port == port)
-            finally:
-                client.close()
-        raise LookupError(f"no running node knows slot {slot}")
+        return self.master_of_slot(redis.crc.key_slot(data))
 
     def masters(self) -> list[ClusterNode]:
         return [n for n in self.nodes if n.running and n.role() == "master"]
@@ -274,6 +269,52 @@ class PrivateCluster:
         """Return a running replica of ``master``."""
         ports = master.replica_ports()
         return next(n for n in self.nodes if n.running and n.port in ports)
+
+    def move_slot(self, slot: int, target: ClusterNode) -> None:
+        """Migrate ``slot`` (and its keys) to master ``target``, as
+        ``redis-cli --cluster reshard`` does."""
+        source = self.master_of_slot(slot)
+        if source is target:
+            return
+        source_client, target_client = source.client(), target.client()
+        try:
+            target_client.execute_command(
+                "CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id()
+            )
+            source_client.execute_command(
+                "CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id()
+            )
+            while keys := source_client.execute_command(
+                "CLUSTER", "GETKEYSINSLOT", slot, 100
+            ):
+                source_client.execute_command(
+                    "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys
+                )
+            for node in self.masters():
+                client = node.client()
+                try:
+                    client.execute_command(
+                        "CLUSTER", "SETSLOT", slot, "NODE", target.node_id()
+                    )
+                finally:
+                    client.close()
+        finally:
+            source_client.close()
+            target_client.close()
+
+    def master_of_slot(self, slot: int) -> ClusterNode:
+        """Return the master serving ``slot`` now."""
+        for node in self.masters():
+            client = node.client()
+            try:
+                for start, end, master, *_ in client.execute_command(
+                    "CLUSTER", "SLOTS"
+                ):
+                    if start <= slot <= end:
+                        return next(n for n in self.nodes if n.port == int(master[1]))
+            finally:
+                client.close()
+        raise LookupError(f"no master serves slot {slot}")
 
     def stop(self) -> None:
         """Kill every node and remove the directory."""

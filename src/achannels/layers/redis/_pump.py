@@ -119,13 +119,20 @@ class Pump:
                             )
                             self._restore_inflight = False
                     entries = await self._pop(connection, count)
-                except (*CONNECTION_ERRORS, *CLUSTER_ERRORS) as error:
+                except (*CONNECTION_ERRORS, ResponseError) as error:
+                    # ResponseError too: besides MOVED and friends, a master
+                    # that became a replica ends blocked pops with UNBLOCKED,
+                    # and an error must never end the pump (every receive()
+                    # of the process would wait forever).
                     if connection is not None:
                         await self._lane().discard(connection)
                         connection = None
                     if self._cluster is not None:
                         await self._cluster.failed(error)
-                        if isinstance(error, CLUSTER_ERRORS) and not backoff.failures:
+                        if not backoff.failures and (
+                            isinstance(error, CLUSTER_ERRORS)
+                            or "UNBLOCKED" in str(error)
+                        ):
                             # The slot moved: read it where it is now, at once.
                             logger.info(
                                 "Reading %r on another node: %s", self.key, error

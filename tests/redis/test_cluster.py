@@ -1,0 +1,384 @@
+"""Both Redis layers on a Redis Cluster: configuration, hash tags, slots
+that move, and failovers (manual and a killed master) under traffic.
+
+The behaviour tests of test_layer.py and test_pubsub.py run on a cluster
+too (see conftest.py); these are what only a cluster has. Failover tests
+start their own cluster with replicas (about six seconds) and print what a
+failover cost as ``[figures]`` lines, which docs/redis.md quotes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import redis
+from achannels.layers.redis import RedisChannelLayer, RedisPubSubChannelLayer
+from achannels.layers.redis._cluster import slot_of
+from tests.support.redis import unique_prefix
+from tests.support.redis_cluster import PrivateCluster, private_cluster
+from tests.support.reliability import report
+
+pytestmark = pytest.mark.redis
+
+KINDS = {"core": RedisChannelLayer, "pubsub": RedisPubSubChannelLayer}
+#: Detecting a dead master (cluster-node-timeout 1 s), electing a replica,
+#: and the layers' reconnect backoff, on a loaded machine.
+RECOVERY = 30.0
+
+
+@pytest.fixture
+def cluster() -> Iterator[PrivateCluster]:
+    """A cluster of our own (three masters), whose slots a test may move."""
+    with private_cluster(masters=3) as running:
+        yield running
+
+
+@pytest.fixture
+def replicated() -> Iterator[PrivateCluster]:
+    """Three masters with a replica each, for failovers."""
+    with private_cluster(masters=3, replicas=1) as running:
+        yield running
+
+
+# Configuration
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cluster_mixed_with_other_hosts_is_refused(kind: str) -> None:
+    with pytest.raises(ValueError, match="mixes a Redis Cluster entry with 1 other"):
+        KINDS[kind](hosts=[{"cluster": ["redis://a:7000"]}, "redis://b:6379"])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cluster_url_scheme_is_refused_naming_the_dict_form(kind: str) -> None:
+    with pytest.raises(ValueError, match=r"\{'cluster': \['redis://node-1:6379'"):
+        KINDS[kind](hosts=["redis+cluster://a:7000"])
+
+
+def test_cluster_entry_without_seeds_or_with_a_database_is_refused() -> None:
+    with pytest.raises(ValueError, match="no seed nodes"):
+        RedisChannelLayer(hosts=[{"cluster": []}])
+    with pytest.raises(ValueError, match="only database 0"):
+        RedisChannelLayer(hosts=[{"cluster": ["redis://a:7000/2"]}])
+    with pytest.raises(ValueError, match="cannot have 'address'"):
+        RedisChannelLayer(hosts=[{"cluster": ["redis://a:7000"], "address": "x"}])
+
+
+def test_prefix_with_a_brace_is_refused_on_a_cluster() -> None:
+    with pytest.raises(ValueError, match="hash tag"):
+        RedisChannelLayer(hosts=[{"cluster": ["redis://a:7000"]}], prefix="{app}")
+    RedisChannelLayer(hosts=["redis://a:6379"], prefix="{app}")  # fine on one Redis
+
+
+def test_key_names_carry_hash_tags_only_on_a_cluster() -> None:
+    single = RedisChannelLayer(hosts=["redis://a:6379"], prefix="asgi")
+    clustered = RedisChannelLayer(hosts=[{"cluster": ["redis://a:7000"]}])
+    # channels_redis's key names, unchanged on a single Redis (wire interop).
+    assert single._key("specific.abc!") == "asgispecific.abc!"
+    assert single._group_key("room") == "asgi:group:room"
+    assert clustered._key("specific.abc!") == "asgi{specific.abc!}"
+    assert clustered._group_key("room") == "asgi:group:{room}"
+    # A channels_redis in-flight backup shares its channel's slot.
+    key = clustered._key("specific.abc!")
+    assert slot_of(key) == slot_of(key + "$inflight")
+
+
+# Keys and nodes
+
+
+async def test_group_spanning_every_master_gets_each_message_once(
+    cluster: PrivateCluster,
+) -> None:
+    prefix = unique_prefix()
+    processes = [
+        RedisChannelLayer(hosts=cluster.config_hosts, prefix=prefix) for _ in range(12)
+    ]
+    try:
+        members = []
+        for layer in processes:
+            for _ in range(3):
+                channel = await layer.new_channel()
+                await layer.group_add("crowd", channel)
+                members.append((layer, channel))
+        nodes = {
+            cluster.master_of(layer._key(layer.non_local_name(channel))).port
+            for layer, channel in members
+        }
+        assert len(nodes) == 3, "the processes' keys should span every master"
+        await processes[0].group_send("crowd", {"type": "m", "n": 1})
+        got = await asyncio.wait_for(
+            asyncio.gather(*(layer.receive(ch) for layer, ch in members)), 10
+        )
+        assert [message["n"] for message in got] == [1] * len(members)
+        # Each process key lives where its hash tag says.
+        client = redis.cluster.RedisCluster.from_url(cluster.urls[0])
+        try:
+            group_key = processes[0]._group_key("crowd")
+            assert client.zcard(group_key) == len(members)
+        finally:
+            client.close()
+    finally:
+        await processes[0].flush()
+        for layer in processes:
+            await layer.close()
+
+
+async def test_flush_empties_every_master(cluster: PrivateCluster) -> None:
+    prefix = unique_prefix()
+    layer = RedisChannelLayer(hosts=cluster.config_hosts, prefix=prefix)
+    try:
+        for index in range(30):
+            await layer.send(f"queue.{index}", {"type": "m"})
+            await layer.group_add(f"group{index}", f"queue.{index}")
+        counts = [len(node.client().keys(prefix + "*")) for node in cluster.nodes]
+        assert sum(counts) == 60 and all(counts)
+        await layer.flush()
+        assert [node.client().keys(prefix + "*") for node in cluster.nodes] == [[]] * 3
+    finally:
+        await layer.close()
+
+
+async def test_core_layer_follows_slots_moved_to_another_master(
+    cluster: PrivateCluster,
+) -> None:
+    prefix = unique_prefix()
+    sender = RedisChannelLayer(hosts=cluster.config_hosts, prefix=prefix)
+    receiver = RedisChannelLayer(hosts=cluster.config_hosts, prefix=prefix)
+    try:
+        channel = await receiver.new_channel()
+        await receiver.group_add("room", channel)
+        await sender.send(channel, {"type": "before"})
+        assert (await asyncio.wait_for(receiver.receive(channel), 5))["type"] == (
+            "before"
+        )
+        waiting = asyncio.create_task(receiver.receive(channel))
+        await sender.send("jobs", {"type": "queued"})  # waits in its key
+        for key in (
+            receiver._key(receiver.non_local_name(channel)),
+            receiver._group_key("room"),
+            receiver._key("jobs"),
+        ):
+            source = cluster.master_of(key)
+            target = next(node for node in cluster.masters() if node is not source)
+            await asyncio.to_thread(cluster.move_slot, slot_of(key), target)
+            assert cluster.master_of(key) is target
+        # The sender's slot map is stale: MOVED replies redirect it; the
+        # receiver's blocked pop is redirected too.
+        await sender.send(channel, {"type": "after"})
+        assert (await asyncio.wait_for(waiting, 10))["type"] == "after"
+        await sender.group_send("room", {"type": "group.after"})
+        got = await asyncio.wait_for(receiver.receive(channel), 10)
+        assert got["type"] == "group.after"
+        assert (await asyncio.wait_for(receiver.receive("jobs"), 10))["type"] == (
+            "queued"
+        )
+    finally:
+        await sender.flush()
+        await sender.close()
+        await receiver.close()
+
+
+async def test_pubsub_layer_resubscribes_after_its_slots_move(
+    cluster: PrivateCluster,
+) -> None:
+    prefix = unique_prefix()
+    sender = RedisPubSubChannelLayer(hosts=cluster.config_hosts, prefix=prefix)
+    receiver = RedisPubSubChannelLayer(hosts=cluster.config_hosts, prefix=prefix)
+    try:
+        channel = await receiver.new_channel()
+        await receiver.group_add("room", channel)
+        for name in (channel, f"{prefix}__group__room"):
+            source = cluster.master_of(name)
+            target = next(node for node in cluster.masters() if node is not source)
+            await asyncio.to_thread(cluster.move_slot, slot_of(name), target)
+        # Pub/sub keeps nothing: publish until the subscription has moved.
+        for kind, send in (
+            ("direct", lambda: sender.send(channel, {"type": "direct"})),
+            ("group", lambda: sender.group_send("room", {"type": "group"})),
+        ):
+            await until_delivered(receiver, channel, kind, send)
+    finally:
+        await sender.close()
+        await receiver.close()
+
+
+async def until_delivered(
+    receiver: Any, channel: str, kind: str, send: Any, timeout: float = 10.0
+) -> None:
+    """Publish with ``send()`` until ``receiver`` gets a message of type
+    ``kind`` on ``channel``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        await send()
+        try:
+            message = await asyncio.wait_for(receiver.receive(channel), 0.3)
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {kind} message after the move") from None
+            continue
+        assert message["type"] == kind
+        return
+
+
+# Failovers
+
+
+async def fail_over(cluster: PrivateCluster, key: str, how: str) -> float:
+    """Fail over the master serving ``key`` (``CLUSTER FAILOVER`` on its
+    replica, or SIGKILL); return the seconds until the replica is master."""
+    master = cluster.master_of(key)
+    replica = cluster.replica_of(master)
+    started = time.monotonic()
+    if how == "manual":
+        client = replica.client()
+        try:
+            client.execute_command("CLUSTER", "FAILOVER")
+        finally:
+            client.close()
+    else:
+        master.kill()
+    deadline = started + RECOVERY
+    while True:
+        try:
+            if replica.role() == "master" and cluster.master_of(key) is replica:
+                return time.monotonic() - started
+        except (redis.exceptions.RedisError, OSError, LookupError):
+            pass
+        assert time.monotonic() < deadline, "the replica was never promoted"
+        await asyncio.sleep(0.05)
+
+
+class Traffic:
+    """A producer sending numbered messages every few milliseconds and a
+    consumer receiving them, counting what a failover costs."""
+
+    def __init__(self, sender: Any, receiver: Any, channel: str) -> None:
+        self.sender = sender
+        self.receiver = receiver
+        self.channel = channel
+        self.acked: list[int] = []
+        self.failed = 0
+        self.received: list[int] = []
+        self.errors: list[str] = []
+        self._stop = asyncio.Event()
+
+    async def produce(self) -> None:
+        number = 0
+        while not self._stop.is_set():
+            number += 1
+            try:
+                await self.sender.send(self.channel, {"type": "m", "n": number})
+            except redis.exceptions.ConnectionError as error:
+                self.failed += 1
+                self.errors.append(str(error))
+                await asyncio.sleep(0.05)
+                continue
+            self.acked.append(number)
+            await asyncio.sleep(0.005)
+
+    async def consume(self) -> None:
+        while True:
+            message = await self.receiver.receive(self.channel)
+            self.received.append(message["n"])
+
+    async def until(self, condition: Any, timeout: float = RECOVERY) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, (
+                f"acked {len(self.acked)}, received {len(self.received)}, "
+                f"failed {self.failed}: {self.errors[-1:]}"
+            )
+            await asyncio.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+@pytest.mark.parametrize("how", ["manual", "kill"])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.timeout(120)
+async def test_failover_under_traffic_resumes_delivery(
+    replicated: PrivateCluster,
+    kind: str,
+    how: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    prefix = unique_prefix()
+    events: list[str] = []
+    sender = KINDS[kind](hosts=replicated.config_hosts, prefix=prefix)
+    if kind == "pubsub":
+        receiver: Any = RedisPubSubChannelLayer(
+            hosts=replicated.config_hosts,
+            prefix=prefix,
+            on_disconnect=lambda: events.append("disconnect"),
+            on_reconnect=lambda: events.append("reconnect"),
+        )
+    else:
+        receiver = RedisChannelLayer(hosts=replicated.config_hosts, prefix=prefix)
+    try:
+        channel = await receiver.new_channel()
+        await receiver.group_add("room", channel)
+        key = (
+            receiver._key(receiver.non_local_name(channel))
+            if kind == "core"
+            else channel
+        )
+        traffic = Traffic(sender, receiver, channel)
+        async with asyncio.TaskGroup() as tasks:
+            consumer = tasks.create_task(traffic.consume())
+            producer = tasks.create_task(traffic.produce())
+            await traffic.until(lambda: len(traffic.received) >= 100)
+            promoted_after = await fail_over(replicated, key, how)
+            acked_before = len(traffic.acked)
+            # Delivery resumes: 100 more messages sent after the promotion
+            # arrive, and the consumer never crashed.
+            await traffic.until(lambda: len(traffic.acked) >= acked_before + 100)
+            last = traffic.acked[-1]
+            await traffic.until(lambda: last in traffic.received)
+            traffic.stop()
+            await producer
+            assert not consumer.done()
+            consumer.cancel()
+        # The group works again too.
+        await until_delivered_group(sender, receiver, channel)
+        acked = set(traffic.acked)
+        received = traffic.received
+        lost = len(acked - set(received))
+        duplicated = len(received) - len(set(received))
+        report(
+            capsys,
+            f"cluster failover ({how}, {kind} layer): replica promoted after "
+            f"{promoted_after:.1f}s; {len(acked)} sends acknowledged, "
+            f"{traffic.failed} refused with ConnectionError, {lost} acknowledged "
+            f"but lost, {duplicated} delivered twice",
+        )
+        if kind == "core" and how == "manual":
+            # A manual failover waits for the replica to catch up.
+            assert lost == 0
+        if kind == "pubsub" and how == "kill":
+            assert events[:1] == ["disconnect"] and "reconnect" in events
+    finally:
+        for layer in (sender, receiver):
+            await layer.close()
+
+
+async def until_delivered_group(sender: Any, receiver: Any, channel: str) -> None:
+    deadline = time.monotonic() + RECOVERY
+    while True:
+        try:
+            await sender.group_send("room", {"type": "m", "n": -1})
+        except redis.exceptions.ConnectionError:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+            continue
+        try:
+            while (await asyncio.wait_for(receiver.receive(channel), 0.5))["n"] != -1:
+                pass
+            return
+        except TimeoutError:
+            assert time.monotonic() < deadline, "group_send never arrived again"
