@@ -45,6 +45,7 @@ _BATCH = 256
 # Reconnection attempts slow down to one every this many seconds, so
 # receivers resume within about that long after Redis is back.
 _BACKOFF_CAP = 2.0
+_CLUSTER_BACKOFF_CAP = 0.5
 
 
 class Pump:
@@ -93,7 +94,12 @@ class Pump:
 
     async def run(self) -> None:
         """Pump until cancelled."""
-        backoff = Backoff(base=0.1, cap=_BACKOFF_CAP)
+        # On a cluster a retry first asks another node where the key lives,
+        # so retrying often finds a promoted replica soon after the failover.
+        backoff = Backoff(
+            base=0.1,
+            cap=_BACKOFF_CAP if self._cluster is None else _CLUSTER_BACKOFF_CAP,
+        )
         connection: AbstractConnection | None = None
         try:
             while True:
