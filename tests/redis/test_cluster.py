@@ -357,8 +357,8 @@ async def test_failover_under_traffic_resumes_delivery(
             capsys,
             f"cluster failover ({how}, {kind} layer): replica promoted after "
             f"{promoted_after:.1f}s; {len(acked)} sends acknowledged, "
-            f"{traffic.failed} refused (ConnectionError or ChannelFull), {lost} acknowledged "
-            f"but lost, {duplicated} delivered twice",
+            f"{traffic.failed} refused (ConnectionError or ChannelFull), "
+            f"{lost} acknowledged but lost, {duplicated} delivered twice",
         )
         if kind == "core" and how == "manual":
             # A manual failover waits for the replica to catch up.
