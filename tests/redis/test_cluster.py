@@ -21,7 +21,7 @@ from achannels.exceptions import ChannelFull
 from achannels.layers.redis import RedisChannelLayer, RedisPubSubChannelLayer
 from achannels.layers.redis._cluster import slot_of
 from tests.support.redis import unique_prefix
-from tests.support.redis_cluster import PrivateCluster, private_cluster
+from tests.support.redis_cluster import PrivateCluster, background, private_cluster
 from tests.support.reliability import report
 
 pytestmark = pytest.mark.redis
@@ -332,9 +332,8 @@ async def test_failover_under_traffic_resumes_delivery(
             else channel
         )
         traffic = Traffic(sender, receiver, channel)
-        async with asyncio.TaskGroup() as tasks:
-            consumer = tasks.create_task(traffic.consume())
-            producer = tasks.create_task(traffic.produce())
+        async with background(traffic.consume(), traffic.produce()) as tasks:
+            consumer, producer = tasks
             await traffic.until(lambda: len(traffic.received) >= 100)
             promoted_after = await fail_over(replicated, key, how)
             acked_before = len(traffic.acked)
@@ -346,7 +345,6 @@ async def test_failover_under_traffic_resumes_delivery(
             traffic.stop()
             await producer
             assert not consumer.done()
-            consumer.cancel()
         # The group works again too.
         await until_delivered_group(sender, receiver, channel)
         acked = set(traffic.acked)

@@ -13,6 +13,7 @@ Without ``redis-server``/``redis-cli`` the test skips, or fails when
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
@@ -20,8 +21,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import pytest
@@ -29,7 +30,13 @@ import redis.cluster
 
 import redis
 
-__all__ = ["ClusterNode", "PrivateCluster", "RedisDeployment", "private_cluster"]
+__all__ = [
+    "ClusterNode",
+    "PrivateCluster",
+    "RedisDeployment",
+    "background",
+    "private_cluster",
+]
 
 NODE_TIMEOUT_MS = 1000
 
@@ -372,3 +379,22 @@ class RedisDeployment:
         finally:
             client.close()
         return int(reply[1])
+
+
+@asynccontextmanager
+async def background(
+    *coroutines: Coroutine[Any, Any, Any],
+) -> AsyncIterator[list[asyncio.Task[Any]]]:
+    """Run ``coroutines`` as tasks for the block; then cancel and await them,
+    and raise the first error one of them ended with (a TaskGroup that also
+    runs on Python 3.10)."""
+    tasks = [asyncio.get_running_loop().create_task(c) for c in coroutines]
+    try:
+        yield tasks
+    finally:
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
