@@ -15,6 +15,7 @@ from asgiref.sync import async_to_sync
 import redis
 from achannels.layers.redis import RedisChannelLayer, RedisPubSubChannelLayer
 from tests.support.redis import require_redis, unique_prefix
+from tests.support.redis_cluster import RedisDeployment
 
 pytestmark = pytest.mark.redis
 
@@ -94,8 +95,10 @@ async def test_async_to_sync_from_threads_reuses_connections_and_leaks_none(
         await layer.close()
 
 
-def test_sync_worker_receives_on_plain_channel_call_after_call() -> None:
-    layer = RedisChannelLayer(hosts=[require_redis()], prefix=unique_prefix())
+def test_sync_worker_receives_on_plain_channel_call_after_call(
+    deployment: RedisDeployment,
+) -> None:
+    layer = RedisChannelLayer(hosts=deployment.hosts, prefix=unique_prefix())
     try:
         for number in range(5):
             async_to_sync(layer.send)("worker.jobs", {"type": "job", "n": number})
@@ -106,8 +109,10 @@ def test_sync_worker_receives_on_plain_channel_call_after_call() -> None:
         async_to_sync(layer.close)()
 
 
-def test_same_layer_used_by_several_event_loops_in_turn() -> None:
-    layer = RedisChannelLayer(hosts=[require_redis()], prefix=unique_prefix())
+def test_same_layer_used_by_several_event_loops_in_turn(
+    deployment: RedisDeployment,
+) -> None:
+    layer = RedisChannelLayer(hosts=deployment.hosts, prefix=unique_prefix())
 
     async def round_trip(number: int) -> int:
         channel = await layer.new_channel()
