@@ -21,7 +21,12 @@ from achannels.exceptions import ChannelFull
 from achannels.layers.redis import RedisChannelLayer, RedisPubSubChannelLayer
 from achannels.layers.redis._cluster import slot_of
 from tests.support.redis import unique_prefix
-from tests.support.redis_cluster import PrivateCluster, background, private_cluster
+from tests.support.redis_cluster import (
+    ClusterNode,
+    PrivateCluster,
+    background,
+    private_cluster,
+)
 from tests.support.reliability import report
 
 pytestmark = pytest.mark.redis
@@ -182,6 +187,37 @@ async def test_core_layer_follows_slots_moved_to_another_master(
         await sender.flush()
         await sender.close()
         await receiver.close()
+
+
+async def test_core_layer_follows_ask_during_a_slot_migration(
+    cluster: PrivateCluster,
+) -> None:
+    prefix = unique_prefix()
+    layer = RedisChannelLayer(hosts=cluster.config_hosts, prefix=prefix)
+    try:
+        await layer.send("warm", {"type": "m"})  # the slot map is loaded
+        key = layer._key("jobs")
+        slot = slot_of(key)
+        target = next(n for n in cluster.masters() if n is not cluster.master_of(key))
+        source = await asyncio.to_thread(cluster.start_migrating, slot, target)
+        # The key is new, so the migrating source answers ASK: the script
+        # runs on the importing target (after ASKING), not on the source.
+        await layer.send("jobs", {"type": "during.migration"})
+        assert [keys_in_slot(node, slot) for node in (source, target)] == [0, 1]
+        await asyncio.to_thread(cluster.move_slot, slot, target)
+        got = await asyncio.wait_for(layer.receive("jobs"), 10)
+        assert got["type"] == "during.migration"
+    finally:
+        await layer.flush()
+        await layer.close()
+
+
+def keys_in_slot(node: ClusterNode, slot: int) -> int:
+    client = node.client()
+    try:
+        return int(client.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot))
+    finally:
+        client.close()
 
 
 async def test_pubsub_layer_resubscribes_after_its_slots_move(

@@ -309,6 +309,24 @@ class PrivateCluster:
             source_client.close()
             target_client.close()
 
+    def start_migrating(self, slot: int, target: ClusterNode) -> ClusterNode:
+        """Mark ``slot`` as migrating from its master to ``target`` without
+        moving keys (the window in which the source answers ASK for keys it
+        does not have); return the source. :meth:`move_slot` finishes it."""
+        source = self.master_of_slot(slot)
+        target_client, source_client = target.client(), source.client()
+        try:
+            target_client.execute_command(
+                "CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id()
+            )
+            source_client.execute_command(
+                "CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id()
+            )
+        finally:
+            target_client.close()
+            source_client.close()
+        return source
+
     def master_of_slot(self, slot: int) -> ClusterNode:
         """Return the master serving ``slot`` now."""
         for node in self.masters():
