@@ -13,7 +13,11 @@ The two libraries run alternately, several times, and the medians are
 compared; absolute numbers on a shared machine are noise, the ratios are the
 figure of merit. Prints a Markdown table.
 
-    python benchmarks/bench_redis_layer.py [--quick] [--redis URL]
+With ``--cluster SEED_URL,...`` the same scenarios also run for achannels on
+that Redis Cluster, alternating with the single Redis, and a second table
+gives the cluster/single ratio (channels_redis cannot run on a cluster).
+
+    python benchmarks/bench_redis_layer.py [--quick] [--redis URL] [--cluster URLS]
 """
 
 from __future__ import annotations
@@ -37,9 +41,13 @@ IMPLS = {
 
 
 def make_layer(lib: str, kind: str, url: str, prefix: str) -> Any:
+    """``url`` is a Redis URL, or ``cluster:<seed URL>,...`` for a cluster."""
     module_name, _, class_name = IMPLS[lib, kind].rpartition(".")
     module = __import__(module_name, fromlist=[class_name])
-    return getattr(module, class_name)(hosts=[url], prefix=prefix)
+    hosts: list[Any] = [url]
+    if url.startswith("cluster:"):
+        hosts = [{"cluster": url.removeprefix("cluster:").split(",")}]
+    return getattr(module, class_name)(hosts=hosts, prefix=prefix)
 
 
 async def close_layer(layer: Any) -> None:
@@ -179,16 +187,18 @@ async def group_fanout(
 
 
 def alternate(
-    label: str, repeats: int, run: Callable[[str], float]
+    label: str,
+    repeats: int,
+    run: Callable[[str], float],
+    sides: tuple[str, str] = ("achannels", "channels_redis"),
 ) -> tuple[str, float, float]:
-    results: dict[str, list[float]] = {"achannels": [], "channels_redis": []}
+    results: dict[str, list[float]] = {side: [] for side in sides}
     for _ in range(repeats):
-        for lib in results:
-            results[lib].append(run(lib))
-    ours = statistics.median(results["achannels"])
-    theirs = statistics.median(results["channels_redis"])
+        for side in sides:
+            results[side].append(run(side))
+    ours, theirs = (statistics.median(results[side]) for side in sides)
     print(
-        f"  {label}: achannels {ours:,.0f}/s, channels_redis {theirs:,.0f}/s",
+        f"  {label}: {sides[0]} {ours:,.0f}/s, {sides[1]} {theirs:,.0f}/s",
         file=sys.stderr,
     )
     return label, ours, theirs
@@ -200,6 +210,9 @@ def main() -> None:
     parser.add_argument(
         "--redis",
         default=os.environ.get("ACHANNELS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    )
+    parser.add_argument(
+        "--cluster", help="seed URLs of a Redis Cluster (comma-separated)"
     )
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--kinds", default="core,pubsub")
@@ -259,6 +272,62 @@ def main() -> None:
     for name, label, ours, theirs in rows:
         print(
             f"| {name} | {label} | {ours:,.0f} | {theirs:,.0f} | {ours / theirs:.2f}x |"
+        )
+    if args.cluster:
+        compare_cluster(args, runner, repeats, seconds, rounds, processes)
+
+
+def compare_cluster(
+    args: argparse.Namespace,
+    runner: Callable[[Any], Any],
+    repeats: int,
+    seconds: float,
+    rounds: int,
+    processes: int,
+) -> None:
+    """achannels on the single Redis against achannels on the cluster."""
+    urls = {"single": args.redis, "cluster": "cluster:" + args.cluster}
+    rows = []
+    for kind in args.kinds.split(","):
+        name = "RedisChannelLayer" if kind == "core" else "RedisPubSubChannelLayer"
+        print(f"{name}, single Redis against Redis Cluster:", file=sys.stderr)
+        scenarios: list[tuple[str, Callable[[str], Any]]] = [
+            (
+                "send/receive round trips",
+                lambda side, kind=kind: round_trips(
+                    "achannels", kind, urls[side], seconds
+                ),
+            )
+        ]
+        for members in (100, 1000):
+            scenarios.append(
+                (
+                    f"group_send to {members:,} members over {processes} "
+                    "processes, end to end",
+                    lambda side, kind=kind, members=members: group_fanout(
+                        "achannels", kind, urls[side], members, processes, rounds
+                    ),
+                )
+            )
+        for label, scenario in scenarios:
+            rows.append(
+                (
+                    name,
+                    *alternate(
+                        label,
+                        repeats,
+                        lambda side, scenario=scenario: runner(scenario(side)),
+                        ("single", "cluster"),
+                    ),
+                )
+            )
+    print()
+    print("| layer | scenario | single Redis /s | Redis Cluster /s | cluster/single |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for name, label, single, cluster in rows:
+        print(
+            f"| {name} | {label} | {single:,.0f} | {cluster:,.0f} | "
+            f"{cluster / single:.2f}x |"
         )
 
 

@@ -220,6 +220,18 @@ class Cluster:
     async def execute(self, key: str, *args: Any) -> Any:
         """Run one command on the master of ``key``'s slot and return its
         reply, following redirects and failovers (see the module doc)."""
+        address = self._slots[slot_of(key)]
+        if address is not None:
+            # The common case, without run_batch's bookkeeping: the map is
+            # right and the master answers.
+            try:
+                return await self.lane(address).execute(*args)
+            except MovedError as error:
+                await self._follow_moved(error)
+            except (AskError, TryAgainError, ClusterDownError):
+                pass
+            except CONNECTION_ERRORS as error:
+                await self.failed(error)
         (reply,) = await self.run_batch([(key, args)])
         if isinstance(reply, BaseException):
             raise reply
