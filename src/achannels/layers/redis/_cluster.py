@@ -135,7 +135,9 @@ class Cluster:
         errors = []
         for address in candidates:
             try:
-                reply = await self.lane(address).execute("CLUSTER", "SLOTS")
+                # One try each: a dead master is common here (failover),
+                # and the next node knows the map as well.
+                reply = await self.lane(address).execute("CLUSTER", "SLOTS", attempts=1)
             except (*CONNECTION_ERRORS, ResponseError) as error:
                 errors.append(f"{address[0]}:{address[1]}: {error}")
                 continue

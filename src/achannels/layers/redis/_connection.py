@@ -141,12 +141,13 @@ class Lane:
         else:
             await connection.disconnect(nowait=True)
 
-    async def execute(self, *args: Any) -> Any:
+    async def execute(self, *args: Any, attempts: int = _ATTEMPTS) -> Any:
         """Run one command and return its reply.
 
-        Retries on a new connection when the connection fails, with backoff;
-        raises :class:`redis.exceptions.ConnectionError` naming the server
-        when it stays unreachable, and the server's error reply as
+        Retries on a new connection when the connection fails, with backoff,
+        up to ``attempts`` tries in all; raises
+        :class:`redis.exceptions.ConnectionError` naming the server when it
+        stays unreachable, and the server's error reply as
         :class:`redis.exceptions.ResponseError`.
         """
         backoff = Backoff(base=0.05, cap=0.5)
@@ -166,7 +167,7 @@ class Lane:
                 raise
             except (RedisConnectionError, OSError) as error:
                 await self.discard(connection)
-                if backoff.failures + 1 >= _ATTEMPTS or self._closed:
+                if backoff.failures + 1 >= attempts or self._closed:
                     raise RedisConnectionError(
                         f"Redis channel layer cannot reach {self.description} "
                         f"(tried {backoff.failures + 1} times): {error}"
