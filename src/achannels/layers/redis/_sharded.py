@@ -11,7 +11,7 @@ over, the channels are subscribed again where they live now:
 - the node tells us (an unrequested ``sunsubscribe``, or ``MOVED`` for a
   subscription it refuses): the subscriber hands the channels back at once;
 - the node's connection drops: the subscriber retries it, and meanwhile the
-  slot map is read again every half second until every channel is
+  slot map is read again every quarter second until every channel is
   subscribed on a reachable master.
 
 Messages published while a channel is between masters are not delivered
@@ -38,7 +38,7 @@ __all__ = ["ShardedSubscriptions"]
 logger = logging.getLogger("achannels.layers.redis")
 
 # How often the slot map is read again while some channel has no master.
-_REHOME_INTERVAL = 0.5
+_REHOME_INTERVAL = 0.25
 _ATTEMPTS = 3
 
 
@@ -147,7 +147,7 @@ class ShardedSubscriptions:
         return misplaced
 
     async def _rehome(self) -> None:
-        backoff = Backoff(base=_REHOME_INTERVAL / 2, cap=_REHOME_INTERVAL)
+        backoff = Backoff(base=0.05, cap=_REHOME_INTERVAL)
         while True:
             await self._trouble.wait()
             self._trouble.clear()
