@@ -23,8 +23,9 @@ import msgpack
 from ... import DEFAULT_CHANNEL_LAYER
 from ..._types import Message
 from ...generic.sse._history import START_ID, channel_layer_for, stamp
+from ._cluster import Cluster, SlotTarget
 from ._connection import Lane
-from ._hosts import HostSpec, consistent_hash, decode_hosts
+from ._hosts import HostSpec, cluster_spec, consistent_hash, decode_hosts
 from ._loops import PerLoop, bridged
 from ._scripts import Script
 
@@ -52,14 +53,18 @@ return {id, previous}
 
 
 class _Lanes:
-    """One event loop's connections, one lane per host."""
+    """One event loop's connections, one lane per host (or a cluster's)."""
 
     def __init__(self, hosts: list[HostSpec]) -> None:
-        self.lanes = [Lane(host) for host in hosts]
+        spec = cluster_spec(hosts)
+        self.cluster = Cluster(spec) if spec is not None else None
+        self.lanes = [] if spec is not None else [Lane(host) for host in hosts]
 
     async def aclose(self) -> None:
         for lane in self.lanes:
             await lane.aclose()
+        if self.cluster is not None:
+            await self.cluster.aclose()
 
 
 class RedisEventHistory:
@@ -103,9 +108,12 @@ class RedisEventHistory:
             self._hosts = [dict(h) for h in hosts] if hosts else decode_hosts(None)
         return self._hosts
 
-    def _lane(self, group: str) -> Lane:
-        lanes = self._states.get().lanes
-        return lanes[consistent_hash(group, len(lanes))]
+    def _lane(self, group: str) -> Lane | SlotTarget:
+        state = self._states.get()
+        if state.cluster is not None:
+            # One key per script call, so no hash tag is needed.
+            return state.cluster.at(self._key(group))
+        return state.lanes[consistent_hash(group, len(state.lanes))]
 
     def _key(self, group: str) -> str:
         return f"{self.prefix}:history:{group}"
