@@ -24,6 +24,9 @@ import logging
 from collections.abc import Awaitable, Iterable
 from typing import Any, ClassVar
 
+import anyio
+
+from .._explain import explain, how_to_configure_layer
 from .._types import ChannelLayerProtocol, Message, Receive, Scope, Send
 from ..exceptions import InvalidChannelLayerError, StopConsumer
 
@@ -56,12 +59,6 @@ HTTP_RESPONSE_EXTENSION = "websocket.http.response"
 
 # How long the cleanup of an abnormal end may take before it is abandoned.
 CLEANUP_TIMEOUT = 10.0
-
-NO_GROUPS_LAYER = (
-    "BACKEND is unconfigured or doesn't support groups: this consumer lists "
-    "groups, so configure a channel layer (CHANNEL_LAYERS or "
-    "channel_layers.configure)"
-)
 
 
 class WebsocketState(enum.Enum):
@@ -173,12 +170,25 @@ class WebsocketEdge:
                 # socket (1006).
                 await self._close_going_away()
             raise
-        except Exception:
+        except Exception as exc:
             end_code = CLOSE_INTERNAL_ERROR
             if self._connection_state is _CONNECTED:
                 await self._tracked_send(
                     {"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR}
                 )
+            elif self._connection_state is _CONNECTING:
+                # As in Channels, a connection whose connect() failed before
+                # answering the handshake gets no disconnect(): it would
+                # trip over state connect() never set and add a second,
+                # misleading traceback. Its groups are still left.
+                self._connection_state = _DISCONNECTED
+                explain(
+                    exc,
+                    f"raised by {type(self).__qualname__} for WebSocket "
+                    f"{self._path!r} before the handshake was answered; "
+                    "disconnect() does not run for this connection",
+                )
+                await self._leave_groups()
             raise
         finally:
             state = self._connection_state
@@ -212,6 +222,18 @@ class WebsocketEdge:
         except Exception:
             logger.exception("disconnect handling failed for WebSocket %s", self._path)
 
+    async def _leave_groups(self) -> None:
+        layer = getattr(self, "channel_layer", None)
+        if not self.groups or layer is None or not hasattr(layer, "group_discard"):
+            return
+        channel_name: str = self.channel_name  # type: ignore[attr-defined]
+        try:
+            with anyio.move_on_after(CLEANUP_TIMEOUT, shield=True):
+                for group in self.groups:
+                    await layer.group_discard(group, channel_name)
+        except Exception:
+            logger.exception("leaving groups failed for WebSocket %s", self._path)
+
     @property
     def _path(self) -> str:
         path: str = self.scope.get("path", "?")
@@ -237,7 +259,17 @@ class WebsocketEdge:
     def _groups_layer(self) -> ChannelLayerProtocol:
         layer = getattr(self, "channel_layer", None)
         if layer is None or not hasattr(layer, "group_add"):
-            raise InvalidChannelLayerError(NO_GROUPS_LAYER)
+            alias = getattr(self, "channel_layer_alias", "default")
+            # Channels' words first: tests match on them.
+            raise InvalidChannelLayerError(
+                "BACKEND is unconfigured or doesn't support groups: "
+                f"{type(self).__qualname__} lists groups, but "
+                + (
+                    how_to_configure_layer(alias)
+                    if layer is None
+                    else f"the layer for alias {alias!r} has no group_add"
+                )
+            )
         return layer  # type: ignore[no-any-return]
 
     def _http_denial_supported(self) -> bool:
