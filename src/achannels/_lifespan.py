@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from ._logging import install_fallback_handler
 from ._types import Receive, Scope, Send
 
 __all__ = [
@@ -88,6 +89,7 @@ async def answer_lifespan(scope: Scope, receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            install_fallback_handler()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await _shut_down(send)
