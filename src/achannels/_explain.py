@@ -9,8 +9,14 @@ notes: the explanation is logged on its own line instead.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-__all__ = ["LAYER_METHODS", "explain", "how_to_configure_layer"]
+__all__ = [
+    "LAYER_METHODS",
+    "explain",
+    "explain_missing_layer",
+    "how_to_configure_layer",
+]
 
 logger = logging.getLogger("achannels")
 
@@ -24,9 +30,26 @@ def explain(exc: BaseException, note: str) -> None:
     """Attach ``note`` to ``exc`` (logged beside it where notes do not exist)."""
     add_note = getattr(exc, "add_note", None)
     if add_note is not None:
-        add_note(note)
+        if note not in getattr(exc, "__notes__", ()):
+            add_note(note)
     else:  # Python 3.10
         logger.error("%s: %s", type(exc).__name__, note)
+
+
+def explain_missing_layer(consumer: Any, exc: BaseException) -> None:
+    """Explain ``'NoneType' object has no attribute 'group_add'`` (and the
+    like) raised because ``consumer`` has no channel layer."""
+    if (
+        isinstance(exc, AttributeError)
+        and getattr(consumer, "channel_layer", None) is None
+        and exc.obj is None
+        and exc.name in LAYER_METHODS
+    ):
+        explain(
+            exc,
+            f"{type(consumer).__qualname__}.channel_layer is None: "
+            + how_to_configure_layer(consumer.channel_layer_alias),
+        )
 
 
 def how_to_configure_layer(alias: str) -> str:

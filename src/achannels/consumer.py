@@ -13,7 +13,7 @@ from asgiref.sync import SyncToAsync, ThreadSensitiveContext, async_to_sync
 from . import DEFAULT_CHANNEL_LAYER
 from ._dispatch import HandlerPool, InOrderDispatcher
 from ._django import close_old_connections
-from ._explain import LAYER_METHODS, explain, how_to_configure_layer
+from ._explain import explain_missing_layer, how_to_configure_layer
 from ._lifespan import running_consumers
 from ._types import ChannelLayerProtocol, Message, Receive, Scope, Send
 from .exceptions import StopConsumer
@@ -213,16 +213,7 @@ class AsyncConsumer:
         except AttributeError as exc:
             # `self.channel_layer.group_add(...)` without a configured layer:
             # the layer stays None, as in Channels; the error says why.
-            if (
-                self.channel_layer is None
-                and exc.obj is None
-                and exc.name in LAYER_METHODS
-            ):
-                explain(
-                    exc,
-                    f"{type(self).__qualname__}.channel_layer is None: "
-                    + how_to_configure_layer(self.channel_layer_alias),
-                )
+            explain_missing_layer(self, exc)
             raise
         finally:
             running_consumers.leave()

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import anyio
 
-from .._explain import explain, how_to_configure_layer
+from .._explain import explain, explain_missing_layer, how_to_configure_layer
 from .._types import ChannelLayerProtocol, Message, Receive, Scope, Send
 from ..exceptions import InvalidChannelLayerError, StopConsumer
 
@@ -182,13 +182,28 @@ class WebsocketEdge:
                 # trip over state connect() never set and add a second,
                 # misleading traceback. Its groups are still left.
                 self._connection_state = _DISCONNECTED
+                explain_missing_layer(self, exc)
+                await self._leave_groups()
+                if "asgi" in self.scope:
+                    # Served: log it once here, naming consumer and path
+                    # (servers log tracebacks without either, and granian
+                    # drops exception notes), and refuse the handshake.
+                    logger.error(
+                        "%s failed before accepting WebSocket %s; "
+                        "disconnect() does not run for this connection",
+                        type(self).__qualname__,
+                        self._path,
+                        exc_info=exc,
+                    )
+                    await self._refuse_handshake()
+                    return
+                # A communicator, as in Channels, gets the exception.
                 explain(
                     exc,
                     f"raised by {type(self).__qualname__} for WebSocket "
                     f"{self._path!r} before the handshake was answered; "
                     "disconnect() does not run for this connection",
                 )
-                await self._leave_groups()
             raise
         finally:
             state = self._connection_state
@@ -221,6 +236,23 @@ class WebsocketEdge:
             pass
         except Exception:
             logger.exception("disconnect handling failed for WebSocket %s", self._path)
+
+    async def _refuse_handshake(self) -> None:
+        """Answer the handshake after an error: 500 where the server takes
+        an HTTP response (the status uvicorn gives an application that
+        raised), else a close, which servers answer with 403."""
+        send = self._server_send
+        assert send is not None, "_run() sets the server's send first"
+        events = (
+            denial_events(500, b"Internal Server Error", None)
+            if self._http_denial_supported()
+            else [{"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR}]
+        )
+        try:
+            for event in events:
+                await send(event)
+        except (OSError, RuntimeError) as exc:
+            logger.debug("could not refuse WebSocket %s: %r", self._path, exc)
 
     async def _leave_groups(self) -> None:
         layer = getattr(self, "channel_layer", None)
