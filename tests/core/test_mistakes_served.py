@@ -13,7 +13,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.support.servers import RunningServer, serve
+from tests.support.reliability import APP
+from tests.support.servers import RunningServer, free_port, serve
 
 TIMEOUT = 10
 
@@ -98,3 +99,25 @@ async def test_unmatched_http_route_is_404_with_one_warning(
     assert await asyncio.to_thread(get) == 404
     wait_for_log(server, "No route found for http path '/nowhere'")
     assert "Traceback" not in settle(server)
+
+
+async def test_redis_down_at_start_warns_once_naming_host_then_cannot_reach(
+    server_kind: str,
+) -> None:
+    port = free_port()  # nothing listens there
+    env = {
+        "RELIABILITY_LAYER": "redis",
+        "RELIABILITY_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+    }
+    with serve(APP, server_kind, env=env) as server:
+        startup = wait_for_log(server, "Channel layer 'default'")
+        [line] = [line for line in startup.splitlines() if "Channel layer" in line]
+        assert "WARNING achannels.routing: " in line, line
+        assert f"cannot reach redis://127.0.0.1:{port}/0" in line, line
+        status = await refused_status(f"{server.ws_url}/ws/member/room/")
+        assert status in (403, 500)
+        log = wait_for_log(server, "failed before accepting WebSocket")
+        log = settle(server)
+    assert log.count("Channel layer 'default'") == 1, log
+    assert f"Cannot reach Redis at redis://127.0.0.1:{port}/0" in log, log
+    assert "Lost Redis" not in log, log

@@ -25,7 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._hosts import HostSpec, create_pool, describe_host
 
-__all__ = ["CONNECTION_ERRORS", "Backoff", "Lane", "pack_command"]
+__all__ = ["CONNECTION_ERRORS", "Backoff", "Lane", "pack_command", "unreachable"]
 
 logger = logging.getLogger("achannels.layers.redis")
 
@@ -194,3 +194,20 @@ class Lane:
         manager = getattr(self._pool, "sentinel_manager", None)
         for sentinel in getattr(manager, "sentinels", ()):
             await sentinel.connection_pool.disconnect()
+
+
+async def unreachable(hosts: list[HostSpec]) -> list[str]:
+    """Why each of ``hosts`` that does not answer a PING cannot be reached
+    (for the startup check); an empty list when all answer."""
+    problems: list[str] = []
+    for host in hosts:
+        lane = Lane(host)
+        try:
+            await lane.execute("PING")
+        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            problems.append(str(error))
+        except ResponseError:
+            pass  # it answered (NOAUTH and the like surface on first use)
+        finally:
+            await lane.aclose()
+    return problems

@@ -85,6 +85,9 @@ class Pump:
         """Pump until cancelled."""
         backoff = Backoff(base=0.1, cap=_BACKOFF_CAP)
         connection: AbstractConnection | None = None
+        # "Lost" only for a server this pump has read from; before that it
+        # was never reached (Redis down at start, a wrong host).
+        reached = False
         try:
             while True:
                 count = _BATCH
@@ -111,13 +114,16 @@ class Pump:
                     delay = backoff.next_delay()
                     if backoff.failures == 1:
                         logger.warning(
-                            "Lost Redis at %s while reading %r (%s); reconnecting",
+                            "%s Redis at %s while reading %r (%s); %s",
+                            "Lost" if reached else "Cannot reach",
                             self.lane.description,
                             self.key,
                             error,
+                            "reconnecting" if reached else "retrying",
                         )
                     await asyncio.sleep(delay)
                     continue
+                reached = True
                 if backoff.failures:
                     logger.info(
                         "Reading %r from Redis at %s again",

@@ -141,6 +141,7 @@ class Subscriber:
 
     async def _run(self) -> None:
         backoff = Backoff(base=0.1, cap=_BACKOFF_CAP)
+        reached = False  # "Lost" only once a connection was made
         while True:
             connection = self._lane.new_connection()
             try:
@@ -151,6 +152,7 @@ class Subscriber:
                         check_health=False,
                     )
                 self._connection = connection
+                reached = True
                 self._error = None
                 self._connected.set()
                 self._attempted.set()
@@ -179,7 +181,9 @@ class Subscriber:
                 if backoff.failures == 0:
                     logger.warning(
                         "Lost the subscription connection to Redis at %s (%s); "
-                        "reconnecting",
+                        "reconnecting"
+                        if reached
+                        else "Cannot reach Redis at %s to subscribe (%s); retrying",
                         self._lane.description,
                         error,
                     )
