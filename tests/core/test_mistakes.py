@@ -260,3 +260,30 @@ async def test_unmatched_http_route_from_a_server_is_a_404() -> None:
     assert (start["type"], start["status"]) == ("http.response.start", 404)
     await communicator.receive_output()
     await communicator.wait()
+
+
+# --- testing.md: connect() after deny() --------------------------------------
+
+
+class Private(AsyncWebsocketConsumer):
+    scopes: list[dict[str, Any]] = []
+
+    async def connect(self) -> None:
+        type(self).scopes.append(dict(self.scope))
+        await self.deny(401, body=b"log in")
+
+
+async def test_deny_is_an_http_response_when_the_communicator_advertises_it() -> None:
+    communicator = WebsocketCommunicator(
+        Private.as_asgi(), "/ws/private/", extensions={"websocket.http.response": {}}
+    )
+    assert await communicator.connect() == (False, 401)
+    assert communicator.http_response is not None
+    assert communicator.http_response["body"] == b"log in"
+
+
+async def test_deny_falls_back_to_close_with_channels_scope_by_default() -> None:
+    Private.scopes = []
+    communicator = WebsocketCommunicator(Private.as_asgi(), "/ws/private/")
+    assert await communicator.connect() == (False, 1000)
+    assert "extensions" not in Private.scopes[0]
