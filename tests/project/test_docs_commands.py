@@ -354,8 +354,10 @@ def test_readme_runworker_line_runs_and_says_so_once(tutorial: Path) -> None:
         line = worker.stdout.readline().decode()  # type: ignore[union-attr]
         assert "Running worker for channels ['thumbnails']" in line
     finally:
-        worker.send_signal(signal.SIGINT)
+        # SIGTERM: stops the worker, or the process if it is not running yet.
+        worker.send_signal(signal.SIGTERM)
         rest, _ = worker.communicate(timeout=TIMEOUT)
+    # Printed once (tests/django/test_worker.py checks it after a message).
     assert "Running worker for channels" not in rest.decode()
 
 
