@@ -13,7 +13,11 @@ hypercorn. Here the consumer itself makes it the same everywhere:
 - sends after the socket closed, or to a client that went away, are dropped
   instead of raising server-specific errors;
 - ``websocket_disconnect`` (and so group cleanup and ``disconnect()``) runs
-  exactly once on every exit path.
+  exactly once on every exit path, except that, as in Channels, a
+  ``connect()`` that raises before answering the handshake gets no
+  ``disconnect()`` (its groups are still left; served by a real server, the
+  error is logged once, naming consumer and path, and the handshake is
+  refused).
 """
 
 from __future__ import annotations
