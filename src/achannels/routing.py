@@ -123,7 +123,7 @@ def path(
     that is not callable or ``kwargs`` that is not a dict.
     """
     return URLPattern(
-        RoutePattern(route, name), _check_view(view, kwargs), kwargs, name
+        RoutePattern(route, name), _check_view(view, kwargs, route), kwargs, name
     )
 
 
@@ -140,12 +140,12 @@ def re_path(
     regular expression, ``TypeError`` as ``path()`` does.
     """
     return URLPattern(
-        RegexPattern(route, name), _check_view(view, kwargs), kwargs, name
+        RegexPattern(route, name), _check_view(view, kwargs, route), kwargs, name
     )
 
 
 def _check_view(
-    view: Callable[..., Any], kwargs: dict[str, Any] | None
+    view: Callable[..., Any], kwargs: dict[str, Any] | None, route: str
 ) -> Callable[..., Any]:
     if kwargs is not None and not isinstance(kwargs, dict):
         raise TypeError(
@@ -156,7 +156,7 @@ def _check_view(
             f"view must be an ASGI application (e.g. Consumer.as_asgi() or "
             f"URLRouter([...])), got {view!r}"
         )
-    _check_not_consumer_class(view, "path()")
+    _check_not_consumer_class(view, f"route {route!r}")
     return view
 
 
