@@ -46,7 +46,7 @@ PACKAGES = (
 
 
 class Target:
-    """A goal from issue #6: ``achannels / baseline`` compared to ``bound``."""
+    """A speed goal: ``achannels / baseline`` compared to ``bound``."""
 
     def __init__(
         self,
@@ -568,7 +568,7 @@ def document(results: dict[str, Any], chart_files: Sequence[str] = ()) -> str:
         *_notes(results),
         "## Targets",
         "",
-        "Throughput ratios are what the targets of issue #6 name; the "
+        "Throughput ratios are what the targets in the last column name; the "
         "CPU-normalised ratio (operations per CPU-second of the server or "
         "layer process) is the same comparison with the CPU stolen by other "
         "processes taken out, the steadier figure on a shared machine.",

@@ -1,4 +1,5 @@
-"""The ASGI lifespan answer: startup completes, shutdown drains the running
+"""The ASGI lifespan answer: startup checks the configured channel layers
+(one warning naming an unreachable host), shutdown drains the running
 consumers and then closes the channel layers.
 
 Servers do not agree on when they run the lifespan shutdown: uvicorn closes
@@ -14,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from ._logging import install_fallback_handler
 from ._types import Receive, Scope, Send
 
 __all__ = [
     "SHUTDOWN_DRAIN_TIMEOUT",
     "RunningConsumers",
     "answer_lifespan",
+    "check_layers",
     "running_consumers",
 ]
 
@@ -28,6 +31,8 @@ logger = logging.getLogger("achannels.routing")
 
 #: How long the lifespan shutdown waits for running consumers to finish.
 SHUTDOWN_DRAIN_TIMEOUT = 10.0
+#: How long the lifespan startup waits for a layer's servers to answer.
+STARTUP_CHECK_TIMEOUT = 3.0
 
 
 class RunningConsumers:
@@ -88,10 +93,45 @@ async def answer_lifespan(scope: Scope, receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            install_fallback_handler()
+            await check_layers()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await _shut_down(send)
             return
+
+
+async def check_layers() -> None:
+    """Warn once per configured layer that cannot work: it cannot be built,
+    or a server it needs does not answer (naming the host). Startup goes on:
+    the layers reconnect by themselves once their servers are up."""
+    try:
+        from .layers import channel_layers
+
+        aliases = list(channel_layers.configs)
+    except Exception as exc:  # settings that cannot be read fail on first use
+        logger.debug("channel layer startup check skipped: %r", exc)
+        return
+    for alias in aliases:
+        try:
+            layer = channel_layers[alias]
+        except Exception as exc:
+            logger.warning("Channel layer %r cannot be built: %s", alias, exc)
+            continue
+        check = getattr(layer, "_check_reachable", None)
+        if check is None:
+            continue
+        try:
+            problems = await asyncio.wait_for(check(), STARTUP_CHECK_TIMEOUT)
+        except asyncio.TimeoutError:
+            problems = [f"its server did not answer within {STARTUP_CHECK_TIMEOUT:g}s"]
+        for problem in problems:
+            logger.warning(
+                "Channel layer %r: %s; consumers that use it fail until it is "
+                "reachable",
+                alias,
+                problem,
+            )
 
 
 async def _shut_down(send: Send) -> None:

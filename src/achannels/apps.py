@@ -39,8 +39,23 @@ def check_setup(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
     """Warn about settings that make ``runserver`` or ``runworker`` not ours
     or not work: ``ASGI_APPLICATION`` missing (W001), ``achannels`` listed
     after ``django.contrib.staticfiles`` (W002), or ``daphne`` (W003) or
-    ``channels`` (W004) installed ahead of it."""
+    ``channels`` (W004) listed in ``INSTALLED_APPS``, or no channel layer
+    for consumers that use ``self.channel_layer`` (W005)."""
     messages: list[checks.CheckMessage] = []
+    from .layers import channel_layers
+
+    if getattr(settings, "ASGI_APPLICATION", None) and not channel_layers.configs:
+        messages.append(
+            checks.Warning(
+                "CHANNEL_LAYERS is not set, so consumers have no channel layer: "
+                "self.channel_layer is None and groups cannot be used.",
+                hint="Add CHANNEL_LAYERS = {'default': {'BACKEND': "
+                "'achannels.layers.InMemoryChannelLayer'}} (one process) or a "
+                "Redis layer (several); silence achannels.W005 if no consumer "
+                "uses a layer.",
+                id="achannels.W005",
+            )
+        )
     if not getattr(settings, "ASGI_APPLICATION", None):
         messages.append(
             checks.Warning(

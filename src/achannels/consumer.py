@@ -13,6 +13,7 @@ from asgiref.sync import SyncToAsync, ThreadSensitiveContext, async_to_sync
 from . import DEFAULT_CHANNEL_LAYER
 from ._dispatch import HandlerPool, InOrderDispatcher
 from ._django import close_old_connections
+from ._explain import explain_missing_layer, how_to_configure_layer
 from ._lifespan import running_consumers
 from ._types import ChannelLayerProtocol, Message, Receive, Scope, Send
 from .exceptions import StopConsumer
@@ -161,8 +162,8 @@ class AsyncConsumer:
         """
         if self._channel_name is None:
             raise AttributeError(
-                f"{type(self).__name__} has no channel_name: no channel layer "
-                f"is configured for alias {self.channel_layer_alias!r}"
+                f"{type(self).__name__} has no channel_name: "
+                + how_to_configure_layer(self.channel_layer_alias)
             )
         if not self._listening:
             self._listen()
@@ -209,6 +210,11 @@ class AsyncConsumer:
             await self._run(receive, send)
         except StopConsumer:
             pass
+        except AttributeError as exc:
+            # `self.channel_layer.group_add(...)` without a configured layer:
+            # the layer stays None, as in Channels; the error says why.
+            explain_missing_layer(self, exc)
+            raise
         finally:
             running_consumers.leave()
 

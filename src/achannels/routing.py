@@ -9,6 +9,7 @@ Django, from this module's own ``path()``/``re_path()``.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -34,6 +35,8 @@ __all__ = [
     "re_path",
     "register_converter",
 ]
+
+logger = logging.getLogger("achannels.routing")
 
 
 def get_default_application() -> Any:
@@ -79,6 +82,10 @@ class ProtocolTypeRouter:
     """
 
     def __init__(self, application_mapping: Mapping[str, ASGIApp]):
+        for scope_type, application in application_mapping.items():
+            _check_not_consumer_class(
+                application, f"ProtocolTypeRouter[{scope_type!r}]"
+            )
         self.application_mapping = application_mapping
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -116,7 +123,7 @@ def path(
     that is not callable or ``kwargs`` that is not a dict.
     """
     return URLPattern(
-        RoutePattern(route, name), _check_view(view, kwargs), kwargs, name
+        RoutePattern(route, name), _check_view(view, kwargs, route), kwargs, name
     )
 
 
@@ -133,12 +140,12 @@ def re_path(
     regular expression, ``TypeError`` as ``path()`` does.
     """
     return URLPattern(
-        RegexPattern(route, name), _check_view(view, kwargs), kwargs, name
+        RegexPattern(route, name), _check_view(view, kwargs, route), kwargs, name
     )
 
 
 def _check_view(
-    view: Callable[..., Any], kwargs: dict[str, Any] | None
+    view: Callable[..., Any], kwargs: dict[str, Any] | None, route: str
 ) -> Callable[..., Any]:
     if kwargs is not None and not isinstance(kwargs, dict):
         raise TypeError(
@@ -149,7 +156,23 @@ def _check_view(
             f"view must be an ASGI application (e.g. Consumer.as_asgi() or "
             f"URLRouter([...])), got {view!r}"
         )
+    _check_not_consumer_class(view, f"route {route!r}")
     return view
+
+
+def _check_not_consumer_class(app: object, where: str) -> None:
+    """Refuse a consumer class where an ASGI application belongs.
+
+    A class is callable, so it would only fail on the first connection, with
+    "object ... can't be used in 'await' expression". Consumer instances
+    (which Channels accepts) are applications and pass.
+    """
+    if isinstance(app, type) and callable(getattr(app, "as_asgi", None)):
+        name = app.__qualname__
+        raise TypeError(
+            f"{where} got the consumer class {app.__module__}.{name}, not an ASGI "
+            f"application: did you forget .as_asgi()? Route {name}.as_asgi()"
+        )
 
 
 def _routes_inside(app: object) -> bool:
@@ -208,7 +231,12 @@ class URLRouter:
     ``{"args": ..., "kwargs": ...}`` (captured values of every level, then the
     route's extra ``kwargs``, inner levels winning) and ``path_remaining``.
     Raises ``ValueError("No route found for path ...")`` when nothing matches,
-    and ``ValueError`` when the scope has no ``path``.
+    as Channels does, where the caller can see it (a direct call, a
+    communicator); and ``ValueError`` when the scope has no ``path``. Served
+    by a server (the scope has ``asgi``), an unmatched request is answered
+    with 404 (a WebSocket handshake where the server supports
+    ``websocket.http.response``, else 403) and one WARNING line, not a 500
+    and a traceback per stray request.
     """
 
     #: Channels' marker for "this app routes on path_remaining"; kept so
@@ -241,6 +269,7 @@ class URLRouter:
         app = getattr(route, "callback", None)
         if not callable(app):
             raise TypeError(f"Route {route!r} has no ASGI application to route to")
+        _check_not_consumer_class(app, f"URLRouter route {str(pattern)!r}")
         if isinstance(app, URLRouter):
             match = prefix_pattern(pattern).match
             return _Route(prefix, match, app, extra_kwargs, app, False)
@@ -283,6 +312,8 @@ class URLRouter:
             if root_path:
                 # ASGI: path includes root_path; route on what follows it.
                 if not path.startswith(root_path):
+                    if "asgi" in scope:
+                        return await _answer_no_route(scope, receive, send, path)
                     raise ValueError(f"No route found for path {path!r}.")
                 path = path[len(root_path) :]
         outer = scope.get("url_route")
@@ -302,10 +333,62 @@ class URLRouter:
         else:
             if nested:
                 raise _NoRouteFound(f"No route found for path {path.lstrip('/')!r}.")
+            if "asgi" in scope:
+                return await _answer_no_route(scope, receive, send, path)
             raise ValueError(f"No route found for path {path.lstrip('/')!r}.")
         # Awaited after the loop: awaiting inside it would keep the route
         # generator alive (a few hundred bytes) for the connection's lifetime.
         return await app(inner_scope, receive, send)
+
+
+async def _answer_no_route(
+    scope: Scope, receive: Receive, send: Send, path: str
+) -> None:
+    """Answer a request that no route matches with a 404 and one WARNING.
+
+    Only for a scope that came from a server: servers put the ASGI version
+    in ``scope["asgi"]`` (uvicorn, hypercorn, granian, daphne), while
+    communicators and direct calls, as in Channels, get the ``ValueError``
+    they can assert on. A WebSocket handshake is refused with a 404 response
+    where the server supports ``websocket.http.response``, else with a close
+    (which servers answer with 403).
+    """
+    kind = scope["type"]
+    if kind == "websocket":
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return  # the client left before the handshake
+        if _HTTP_RESPONSE_EXTENSION in (scope.get("extensions") or {}):
+            status = 404
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": b"Not Found"})
+        else:
+            status = 403
+            await send({"type": "websocket.close"})
+    elif kind == "http":
+        status = 404
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"Not Found"})
+    else:
+        raise ValueError(f"No route found for path {path.lstrip('/')!r}.")
+    logger.warning(
+        "No route found for %s path %r: answered %d", kind, scope.get("path"), status
+    )
+
+
+_HTTP_RESPONSE_EXTENSION = "websocket.http.response"
 
 
 class ChannelNameRouter:
@@ -316,6 +399,8 @@ class ChannelNameRouter:
     """
 
     def __init__(self, application_mapping: Mapping[str, ASGIApp]):
+        for channel, application in application_mapping.items():
+            _check_not_consumer_class(application, f"ChannelNameRouter[{channel!r}]")
         self.application_mapping = application_mapping
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

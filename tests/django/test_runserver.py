@@ -162,3 +162,24 @@ def wait_for_page(
         f"{url} did not show {expected!r} within {RELOAD_DEADLINE}s (last {body!r}):\n"
         f"{log_path.read_text()}"
     )
+
+
+async def test_runserver_shows_achannels_log_lines_with_level_time_and_name(
+    tmp_path: Path,
+) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    port = free_port()
+    with serve(
+        "", command=runserver(port), port=port, env=project_env(tmp_path)
+    ) as server:
+        try:
+            await ws_echo(f"{server.ws_url}/ws/nowhere/", server.url, "ping")
+        except InvalidStatus as refused:
+            assert refused.response.status_code == 404
+        else:
+            raise AssertionError("an unmatched route was accepted")
+        log = server.wait_for_output("No route found", DEADLINE)
+        [line] = [line for line in log.splitlines() if "No route found" in line]
+    # Django's server-log time, then level and logger name.
+    assert line.startswith("[") and "] WARNING achannels.routing: " in line, line

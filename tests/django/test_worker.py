@@ -122,6 +122,9 @@ async def test_worker_runs_channel_name_router_consumer_for_layer_message(
         assert reply == {"type": "task.done", "text": "hi", "pid": worker.pid}
         worker.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(worker.wait, DEADLINE) == 0, log.read_text()
+    if "runworker" in command:
+        # Once: the log line Channels writes, or the banner where no log shows.
+        assert log.read_text().count("Running worker for channels") == 1
 
 
 async def test_achannels_worker_script_handles_layer_message_without_django(

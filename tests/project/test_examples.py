@@ -2,7 +2,7 @@
 
 Each test starts an example the way ``docs/deployment.md`` and the README tell
 users to (uvicorn, uvicorn with workers, gunicorn with uvicorn workers,
-hypercorn, behind a prefix-stripping reverse proxy), on a loopback port, and
+hypercorn, granian, behind a prefix-stripping reverse proxy), on a loopback port, and
 talks to it with real HTTP and WebSocket clients.
 """
 
@@ -263,12 +263,22 @@ def recipe_command(recipe: str, port: int) -> list[str]:
             "--bind", bind, "--workers", "1", "--graceful-timeout", "5",
         ],
         "hypercorn": [py, "-m", "hypercorn", CHAT_APP, "--bind", bind],
+        "granian": [
+            py, "-m", "granian", "--interface", "asgi", CHAT_APP,
+            "--host", "127.0.0.1", "--port", str(port),
+        ],
     }[recipe]  # fmt: skip
 
 
 @pytest.mark.parametrize(
     "recipe",
-    ["uvicorn", "gunicorn-uvicorn-worker", "gunicorn-uvicorn.workers", "hypercorn"],
+    [
+        "uvicorn",
+        "gunicorn-uvicorn-worker",
+        "gunicorn-uvicorn.workers",
+        "hypercorn",
+        "granian",
+    ],
 )
 async def test_server_recipe_serves_chat_page_and_websockets(recipe: str) -> None:
     # One process each, so the in-memory layer is enough; several workers

@@ -451,3 +451,18 @@ async def test_event_history_on_a_cluster_takes_the_layers_hosts(
             channel_layers.backends.pop("default", None)
         else:
             channel_layers.set("default", previous)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_startup_check_pings_the_cluster_seeds(
+    kind: str, redis_cluster: PrivateCluster
+) -> None:
+    layer: Any = KINDS[kind](hosts=redis_cluster.config_hosts)
+    assert await layer._check_reachable() == []
+    vacant = ["redis://127.0.0.1:1", "redis://127.0.0.1:2"]
+    down: Any = KINDS[kind](hosts=[{"cluster": vacant}])
+    (problem,) = await down._check_reachable()
+    assert "No seed of the Redis Cluster via redis://127.0.0.1:1" in problem
+    # One live seed is enough.
+    mixed: Any = KINDS[kind](hosts=[{"cluster": [vacant[0], redis_cluster.urls[0]]}])
+    assert await mixed._check_reachable() == []

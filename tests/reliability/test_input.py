@@ -40,6 +40,7 @@ SERVER_ERROR_RECORD = {
     "uvicorn-websockets": "Exception in ASGI application",
     "uvicorn-wsproto": "Exception in ASGI application",
     "hypercorn": "Error in ASGI Framework",
+    "granian": "Application callable raised an exception",
 }
 
 

@@ -1,9 +1,8 @@
 """Run a real ASGI server in a subprocess on a free loopback port.
 
 One helper for every test that crosses a socket: uvicorn with its
-``websockets`` and ``wsproto`` WebSocket implementations, and hypercorn
-(``SERVER_KINDS``); ``server_command`` also knows ``granian``, which suites
-add to their own parametrization.
+``websockets`` and ``wsproto`` WebSocket implementations, hypercorn and
+granian.
 The server is ready when a TCP connect succeeds; the deadline makes a server
 that never starts fail fast with its output attached.
 """
@@ -22,7 +21,7 @@ from harness.servers import REPO_ROOT, ServerProcess, free_port, server_env
 
 __all__ = ["SERVER_KINDS", "RunningServer", "free_port", "serve", "server_command"]
 
-SERVER_KINDS = ("uvicorn-websockets", "uvicorn-wsproto", "hypercorn")
+SERVER_KINDS = ("uvicorn-websockets", "uvicorn-wsproto", "hypercorn", "granian")
 START_TIMEOUT = 30.0
 
 
@@ -51,7 +50,7 @@ def server_command(
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "info",
             *extra_args,
         ]  # fmt: skip
-    raise ValueError(f"unknown server kind {kind!r}; known: {SERVER_KINDS}, granian")
+    raise ValueError(f"unknown server kind {kind!r}; known: {SERVER_KINDS}")
 
 
 class RunningServer(ServerProcess):

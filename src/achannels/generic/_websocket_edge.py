@@ -13,7 +13,11 @@ hypercorn. Here the consumer itself makes it the same everywhere:
 - sends after the socket closed, or to a client that went away, are dropped
   instead of raising server-specific errors;
 - ``websocket_disconnect`` (and so group cleanup and ``disconnect()``) runs
-  exactly once on every exit path.
+  exactly once on every exit path, except that, as in Channels, a
+  ``connect()`` that raises before answering the handshake gets no
+  ``disconnect()`` (its groups are still left; served by a real server, the
+  error is logged once, naming consumer and path, and the handshake is
+  refused).
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ import logging
 from collections.abc import Awaitable, Iterable
 from typing import Any, ClassVar
 
+import anyio
+
+from .._explain import explain, explain_missing_layer, how_to_configure_layer
 from .._types import ChannelLayerProtocol, Message, Receive, Scope, Send
 from ..exceptions import InvalidChannelLayerError, StopConsumer
 
@@ -56,12 +63,6 @@ HTTP_RESPONSE_EXTENSION = "websocket.http.response"
 
 # How long the cleanup of an abnormal end may take before it is abandoned.
 CLEANUP_TIMEOUT = 10.0
-
-NO_GROUPS_LAYER = (
-    "BACKEND is unconfigured or doesn't support groups: this consumer lists "
-    "groups, so configure a channel layer (CHANNEL_LAYERS or "
-    "channel_layers.configure)"
-)
 
 
 class WebsocketState(enum.Enum):
@@ -173,11 +174,39 @@ class WebsocketEdge:
                 # socket (1006).
                 await self._close_going_away()
             raise
-        except Exception:
+        except Exception as exc:
             end_code = CLOSE_INTERNAL_ERROR
             if self._connection_state is _CONNECTED:
                 await self._tracked_send(
                     {"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR}
+                )
+            elif self._connection_state is _CONNECTING:
+                # As in Channels, a connection whose connect() failed before
+                # answering the handshake gets no disconnect(): it would
+                # trip over state connect() never set and add a second,
+                # misleading traceback. Its groups are still left.
+                self._connection_state = _DISCONNECTED
+                explain_missing_layer(self, exc)
+                await self._leave_groups()
+                if "asgi" in self.scope:
+                    # Served: log it once here, naming consumer and path
+                    # (servers log tracebacks without either, and granian
+                    # drops exception notes), and refuse the handshake.
+                    logger.error(
+                        "%s failed before accepting WebSocket %s; "
+                        "disconnect() does not run for this connection",
+                        type(self).__qualname__,
+                        self._path,
+                        exc_info=exc,
+                    )
+                    await self._refuse_handshake()
+                    return
+                # A communicator, as in Channels, gets the exception.
+                explain(
+                    exc,
+                    f"raised by {type(self).__qualname__} for WebSocket "
+                    f"{self._path!r} before the handshake was answered; "
+                    "disconnect() does not run for this connection",
                 )
             raise
         finally:
@@ -212,6 +241,35 @@ class WebsocketEdge:
         except Exception:
             logger.exception("disconnect handling failed for WebSocket %s", self._path)
 
+    async def _refuse_handshake(self) -> None:
+        """Answer the handshake after an error: 500 where the server takes
+        an HTTP response (the status uvicorn gives an application that
+        raised), else a close, which servers answer with 403."""
+        send = self._server_send
+        assert send is not None, "_run() sets the server's send first"
+        events = (
+            denial_events(500, b"Internal Server Error", None)
+            if self._http_denial_supported()
+            else [{"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR}]
+        )
+        try:
+            for event in events:
+                await send(event)
+        except (OSError, RuntimeError) as exc:
+            logger.debug("could not refuse WebSocket %s: %r", self._path, exc)
+
+    async def _leave_groups(self) -> None:
+        layer = getattr(self, "channel_layer", None)
+        if not self.groups or layer is None or not hasattr(layer, "group_discard"):
+            return
+        channel_name: str = self.channel_name  # type: ignore[attr-defined]
+        try:
+            with anyio.move_on_after(CLEANUP_TIMEOUT, shield=True):
+                for group in self.groups:
+                    await layer.group_discard(group, channel_name)
+        except Exception:
+            logger.exception("leaving groups failed for WebSocket %s", self._path)
+
     @property
     def _path(self) -> str:
         path: str = self.scope.get("path", "?")
@@ -237,7 +295,17 @@ class WebsocketEdge:
     def _groups_layer(self) -> ChannelLayerProtocol:
         layer = getattr(self, "channel_layer", None)
         if layer is None or not hasattr(layer, "group_add"):
-            raise InvalidChannelLayerError(NO_GROUPS_LAYER)
+            alias = getattr(self, "channel_layer_alias", "default")
+            # Channels' words first: tests match on them.
+            raise InvalidChannelLayerError(
+                "BACKEND is unconfigured or doesn't support groups: "
+                f"{type(self).__qualname__} lists groups, but "
+                + (
+                    how_to_configure_layer(alias)
+                    if layer is None
+                    else f"the layer for alias {alias!r} has no group_add"
+                )
+            )
         return layer  # type: ignore[no-any-return]
 
     def _http_denial_supported(self) -> bool:

@@ -10,7 +10,8 @@ Beyond Channels:
 - JSON consumers close with 1007 on a frame that is not valid JSON text,
   then raise the ``ValueError`` Channels raises.
 - A handler error closes with 1011, sends to a gone client are dropped, and
-  ``disconnect()`` runs on every exit (see ``generic/_websocket_edge.py``).
+  ``disconnect()`` runs on every exit once ``connect()`` went through (see
+  ``generic/_websocket_edge.py``); as in Channels, not after it raised.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ __all__ = [
     "ChannelCapacity",
     "KnownNames",
     "shown",
+    "unsendable",
 ]
 
 #: What ``channel_capacity`` accepts: glob strings (``"websocket.send*"``) or
@@ -69,6 +70,17 @@ def shown(value: object) -> str:
     """Return ``repr(value)`` cut to a readable length for error messages."""
     text = repr(value)
     return text if len(text) <= 120 else f"{text[:100]}...({len(text)} chars)"
+
+
+def unsendable(path: str, value: object, reason: object, fmt: str) -> TypeError:
+    """The error every layer raises for a value its wire format cannot carry:
+    ``path`` is where it sits (``message['data'][1]``), ``reason`` what the
+    serializer said."""
+    return TypeError(
+        f"Cannot send {path}: {type(value).__name__} {shown(value)} cannot "
+        f"be serialized with {fmt} ({reason}); use str, bytes, int, "
+        "float, bool, None, lists and dicts"
+    )
 
 
 class BaseChannelLayer:

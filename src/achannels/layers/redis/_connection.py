@@ -23,9 +23,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._hosts import HostSpec, create_pool, describe_host
+from ._hosts import HostSpec, cluster_seeds, create_pool, describe_host
 
-__all__ = ["CONNECTION_ERRORS", "Backoff", "Lane", "pack_command"]
+__all__ = ["CONNECTION_ERRORS", "Backoff", "Lane", "pack_command", "unreachable"]
 
 logger = logging.getLogger("achannels.layers.redis")
 
@@ -237,3 +237,38 @@ class Lane:
         manager = getattr(self._pool, "sentinel_manager", None)
         for sentinel in getattr(manager, "sentinels", ()):
             await sentinel.connection_pool.disconnect()
+
+
+async def unreachable(hosts: list[HostSpec]) -> list[str]:
+    """Why each of ``hosts`` that does not answer a PING cannot be reached
+    (for the startup check); an empty list when all answer."""
+    problems: list[str] = []
+    for host in hosts:
+        if "cluster" in host:
+            # A cluster is reachable when one of its seeds answers.
+            seeds = cluster_seeds(host)
+            errors = [await _ping(seed) for seed in seeds]
+            if all(errors):
+                problems.append(
+                    f"No seed of the {describe_host(host)} answers: "
+                    + "; ".join(e for e in errors if e)
+                )
+            continue
+        error = await _ping(host)
+        if error:
+            problems.append(error)
+    return problems
+
+
+async def _ping(host: HostSpec) -> str | None:
+    """Return why ``host`` does not answer a PING, or ``None``."""
+    lane = Lane(host)
+    try:
+        await lane.execute("PING")
+    except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+        return str(error)
+    except ResponseError:
+        pass  # it answered (NOAUTH and the like surface on first use)
+    finally:
+        await lane.aclose()
+    return None

@@ -101,6 +101,9 @@ class Pump:
             cap=_BACKOFF_CAP if self._cluster is None else _CLUSTER_BACKOFF_CAP,
         )
         connection: AbstractConnection | None = None
+        # "Lost" only for a server this pump has read from; before that it
+        # was never reached (Redis down at start, a wrong host).
+        reached = False
         try:
             while True:
                 count = _BATCH
@@ -148,13 +151,16 @@ class Pump:
                     delay = backoff.next_delay()
                     if backoff.failures == 1:
                         logger.warning(
-                            "Lost Redis at %s while reading %r (%s); reconnecting",
+                            "%s Redis at %s while reading %r (%s); %s",
+                            "Lost" if reached else "Cannot reach",
                             self._where(),
                             self.key,
                             error,
+                            "reconnecting" if reached else "retrying",
                         )
                     await asyncio.sleep(delay)
                     continue
+                reached = True
                 if backoff.failures:
                     logger.info(
                         "Reading %r from Redis at %s again",

@@ -23,7 +23,7 @@ import msgpack
 
 from ..._types import Message
 from ...exceptions import MessageTooLarge
-from .._base import shown
+from .._base import shown, unsendable
 
 __all__ = [
     "MAX_MESSAGE_SIZE",
@@ -199,11 +199,7 @@ class MessageSerializer:
         if found is None:
             return TypeError(f"Cannot serialize message with {self.format}: {error}")
         path, value, reason = found
-        return TypeError(
-            f"Cannot send {path}: {type(value).__name__} {shown(value)} cannot "
-            f"be serialized with {self.format} ({reason}); use str, bytes, int, "
-            "float, bool, None, lists and dicts"
-        )
+        return unsendable(path, value, reason, self.format)
 
 
 def _make_crypter(keys: Iterable[str | bytes] | None) -> Any:

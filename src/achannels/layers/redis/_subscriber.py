@@ -177,6 +177,7 @@ class Subscriber:
 
     async def _run(self) -> None:
         backoff = Backoff(base=0.1, cap=_BACKOFF_CAP)
+        reached = False  # "Lost" only once a connection was made
         while True:
             connection = self._lane.new_connection()
             try:
@@ -186,6 +187,7 @@ class Subscriber:
                         self._subscribe_all(), check_health=False
                     )
                 self._connection = connection
+                reached = True
                 self._error = None
                 self._connected.set()
                 self._attempted.set()
@@ -214,7 +216,9 @@ class Subscriber:
                 if backoff.failures == 0:
                     logger.warning(
                         "Lost the subscription connection to Redis at %s (%s); "
-                        "reconnecting",
+                        "reconnecting"
+                        if reached
+                        else "Cannot reach Redis at %s to subscribe (%s); retrying",
                         self._lane.description,
                         error,
                     )

@@ -24,7 +24,7 @@ from ...exceptions import ChannelFull
 from .._base import BaseChannelLayer, ChannelCapacity
 from .._warnings import RateLimitedWarning
 from ._cluster import Cluster, SlotTarget, slot_of
-from ._connection import Lane
+from ._connection import Lane, unreachable
 from ._hosts import cluster_spec, consistent_hash, decode_hosts
 from ._loops import PerLoop, bridged, on_throwaway_loop, run_bridged
 from ._receiver import RESERVED_KEY, Receiver
@@ -143,6 +143,10 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def __str__(self) -> str:
         return f"{type(self).__name__}(hosts={self.hosts})"
+
+    async def _check_reachable(self) -> list[str]:
+        """For the lifespan startup check: why each host is unreachable."""
+        return await unreachable(self.hosts)
 
     # Helpers
 

@@ -25,7 +25,7 @@ from ..._types import Message
 from .._base import BaseChannelLayer
 from .._warnings import RateLimitedWarning
 from ._cluster import Cluster
-from ._connection import Lane
+from ._connection import Lane, unreachable
 from ._hosts import cluster_spec, consistent_hash, decode_hosts
 from ._inbox import LocalChannels
 from ._loops import PerLoop, bridged, on_throwaway_loop, run_bridged
@@ -170,6 +170,10 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
 
     def __str__(self) -> str:
         return f"{type(self).__name__}(hosts={self.hosts})"
+
+    async def _check_reachable(self) -> list[str]:
+        """For the lifespan startup check: why each host is unreachable."""
+        return await unreachable(self.hosts)
 
     def serialize(self, message: Message) -> bytes:
         """Return ``message`` as channels_redis would publish it."""

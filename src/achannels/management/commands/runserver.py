@@ -26,6 +26,7 @@ from django.core.management import CommandError
 from django.db import connections
 from django.utils import autoreload
 
+from ..._logging import configure_for_runserver
 from ..._types import ASGIApp
 
 __all__ = ["Command"]
@@ -99,6 +100,7 @@ class Command(StaticfilesRunserverCommand):
         for connection in connections.all(initialized_only=True):
             connection.close()
         application = self.get_handler(*args, **options)
+        configure_for_runserver(settings.DEBUG)
         try:
             sock = self._bind()
         except OSError as exc:

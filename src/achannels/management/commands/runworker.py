@@ -49,11 +49,11 @@ class Command(BaseCommand):
                 f"You do not have a channel layer {options['layer']!r} configured: "
                 "add it to the CHANNEL_LAYERS setting."
             )
-        if self.verbosity:
-            self.stdout.write(
-                f"Running worker for channels {options['channels']} on layer "
-                f"{options['layer']!r}"
-            )
+        # Channels logs this line (Django shows it in DEBUG); print it
+        # ourselves only where no handler would, so it appears once.
+        message = f"Running worker for channels {options['channels']}"
+        if self.verbosity and not _would_show(logger, logging.INFO):
+            self.stdout.write(f"{message} on layer {options['layer']!r}")
             self.stdout.flush()
         logger.info("Running worker for channels %s", options["channels"])
         worker = self.worker_class(
@@ -62,3 +62,19 @@ class Command(BaseCommand):
             channel_layer=self.channel_layer,
         )
         worker.run()
+
+
+def _would_show(logger: logging.Logger, level: int) -> bool:
+    """Whether a record at ``level`` reaches a handler that accepts it."""
+    if not logger.isEnabledFor(level):
+        return False
+    record = logger.makeRecord(logger.name, level, __file__, 0, "", (), None)
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if level >= handler.level and handler.filter(record):
+                return True
+        if not current.propagate:
+            break
+        current = current.parent
+    return False

@@ -102,6 +102,15 @@ class SystemCheckTests(SimpleTestCase):
             self.assertEqual(get_commands()["runworker"], "channels")
         self.assertIn("its runworker replaces ours", message.msg)
 
+    def test_asgi_application_without_channel_layers_is_explained(self) -> None:
+        with override_settings(CHANNEL_LAYERS={}):
+            [message] = check_setup()
+        self.assertEqual(message.id, "achannels.W005")
+        self.assertIn("self.channel_layer is None", message.msg)
+        self.assertIn("InMemoryChannelLayer", message.hint or "")
+        with override_settings(CHANNEL_LAYERS={}, ASGI_APPLICATION=None):
+            self.assertEqual(ids(), ["achannels.W001"])
+
     def test_check_runs_with_the_django_check_framework(self) -> None:
         with override_settings(ASGI_APPLICATION=None):
             with self.assertRaisesMessage(CommandError, "achannels.W001"):
