@@ -18,6 +18,7 @@ from ._lifespan import running_consumers
 from ._types import ChannelLayerProtocol, Message, Receive, Scope, Send
 from .exceptions import StopConsumer
 from .layers import get_channel_layer
+from .presence import Presence
 
 __all__ = ["AsyncConsumer", "SyncConsumer", "concurrent", "get_handler_name"]
 
@@ -149,6 +150,15 @@ class AsyncConsumer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channel_name: str | None = None
         self._listening = False
+        self._presence: Presence | None = None
+
+    @property
+    def presence(self) -> Presence:
+        """This connection's presence (``track``, ``update``, ``untrack``,
+        ``list``; not in Channels); its entries end with the connection."""
+        if self._presence is None:
+            self._presence = Presence(self)
+        return self._presence
 
     @property
     def channel_name(self) -> str:
@@ -216,6 +226,8 @@ class AsyncConsumer:
             explain_missing_layer(self, exc)
             raise
         finally:
+            if self._presence is not None:
+                await self._presence.aclose()
             running_consumers.leave()
 
     def _run(self, receive: Receive, send: Send) -> Awaitable[None]:

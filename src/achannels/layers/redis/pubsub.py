@@ -24,6 +24,7 @@ from ._connection import Lane, unreachable
 from ._hosts import consistent_hash, decode_hosts
 from ._inbox import LocalChannels
 from ._loops import PerLoop, bridged, on_throwaway_loop, run_bridged
+from ._presence import DEFAULT_PRESENCE_TTL, RedisPresence, RedisPresenceMixin
 from ._serializer import MAX_MESSAGE_SIZE, DecryptionError, MessageSerializer
 from ._subscriber import Subscriber
 
@@ -58,6 +59,13 @@ class _LoopState:
         self.groups: dict[str, set[str]] = {}
         # Per receiver, so one layer's drops never silence another's report.
         self.unreadable = RateLimitedWarning(logger, _UNREADABLE)
+        self.presence = RedisPresence(
+            self.lanes,
+            layer.prefix,
+            layer._serializer,
+            layer.group_send,
+            layer.presence_ttl,
+        )
 
     def subscriber(self, name: str) -> Subscriber:
         return self.subscribers[consistent_hash(name, len(self.subscribers))]
@@ -79,6 +87,7 @@ class _LoopState:
             self.local.deliver_each(members, message, now)
 
     async def aclose(self) -> None:
+        await self.presence.aclose()
         for subscriber in self.subscribers:
             await subscriber.aclose()
         self.local.close("The Redis pub/sub channel layer was flushed or closed")
@@ -86,7 +95,7 @@ class _LoopState:
             await lane.aclose()
 
 
-class RedisPubSubChannelLayer(BaseChannelLayer):
+class RedisPubSubChannelLayer(RedisPresenceMixin, BaseChannelLayer):
     """A channel layer on Redis pub/sub, configured as channels_redis 4.x's.
 
     Options: ``hosts`` (as for :class:`RedisChannelLayer`), ``prefix``,
@@ -94,7 +103,8 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
     a subscription connection drops and is restored),
     ``symmetric_encryption_keys`` and ``serializer_format``. ``capacity`` and
     ``expiry``, which channels_redis ignores here, bound the messages waiting
-    in this process for a slow receiver when given.
+    in this process for a slow receiver when given. ``presence_ttl`` (new)
+    is how many seconds a dead process's presence entries outlive it.
 
     Differences users notice: subscriptions survive a Redis restart; group
     membership and subscription are confirmed by Redis before ``group_add``
@@ -115,6 +125,7 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
         expiry: float | None = None,
         capacity: int | None = None,
         max_message_size: int = MAX_MESSAGE_SIZE,
+        presence_ttl: float = DEFAULT_PRESENCE_TTL,
         **ignored: Any,
     ) -> None:
         super().__init__(expiry=expiry or 60, capacity=capacity or 100)
@@ -125,6 +136,7 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
                 ", ".join(sorted(unknown)),
             )
         self.prefix = prefix
+        self.presence_ttl = presence_ttl
         self.hosts = decode_hosts(hosts)
         self.on_disconnect = on_disconnect
         self.on_reconnect = on_reconnect
