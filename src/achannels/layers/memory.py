@@ -174,6 +174,9 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
             self.full_log_interval,
         )
         self._presence = InMemoryPresence(self)
+        #: The loop of the consumers (of the last new_channel()): the sync
+        #: publisher runs its calls there, since this state is not thread-safe.
+        self._home_loop: asyncio.AbstractEventLoop | None = None
 
     def _presence_store(self) -> InMemoryPresence:
         return self._presence
@@ -371,6 +374,7 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
         """Return a new unique process-specific channel name,
         ``f"{prefix}.inmemory!{12 random letters}"`` as in Channels. Raises
         :class:`TypeError` if ``prefix`` makes an invalid channel name."""
+        self._home_loop = asyncio.get_running_loop()
         while True:
             name = f"{prefix}.inmemory!{''.join(random.choices(_LETTERS, k=12))}"
             if name not in self.channels:
