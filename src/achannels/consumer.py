@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
@@ -325,12 +326,24 @@ class SyncConsumer(AsyncConsumer):
     """
 
     _sync: ClassVar[bool] = True
+    # The connection's context (its ThreadSensitiveContext), set by __call__.
+    _context: contextvars.Context | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Everything the connection runs, its own cleanup included, shares
         # the connection's worker thread.
         async with ThreadSensitiveContext():
+            self._context = contextvars.copy_context()
             await super().__call__(scope, receive, send)
+
+    def _listen(self) -> None:
+        # The first read of channel_name may happen inside an async_to_sync
+        # call (``async_to_sync(self.presence.track)``), whose context dies
+        # with the call: the listener must run in the connection's own.
+        if self._context is None:
+            super()._listen()
+        else:
+            self._context.run(super()._listen)
 
     async def dispatch(self, message: Message) -> None:
         await _run_in_consumer_thread(self._dispatch_sync, message)
