@@ -14,7 +14,7 @@ and go, batched over a few milliseconds::
                                   "members": await self.presence.list(self.room)})
 
         async def presence_diff(self, event):   # {"joins": {...}, "leaves": {...}}
-            await self.send_json(event)
+            await self.send_json(event)         # merge by ref: joins, then leaves
 
 ``track`` joins the room's group (so the connection gets the diffs), and
 the connection's entries and that membership end when it does, whatever ends

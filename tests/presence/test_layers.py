@@ -63,7 +63,7 @@ async def test_list_shows_one_meta_per_connection(layer: Any) -> None:
     assert await layer.presence_list("empty") == {}
 
 
-async def test_burst_of_joins_is_one_diff_and_update_keeps_ref(layer: Any) -> None:
+async def test_burst_of_joins_is_one_diff_and_update_swaps_ref(layer: Any) -> None:
     watcher = await layer.new_channel()
     await layer.group_add("room", watcher)
     channels = [await layer.new_channel() for _ in range(20)]
@@ -77,14 +77,18 @@ async def test_burst_of_joins_is_one_diff_and_update_keeps_ref(layer: Any) -> No
     await layer.presence_update("room", channels[0], {"i": 0, "away": True})
     diff = await asyncio.wait_for(layer.receive(watcher), 5)
     assert diff["leaves"] == {"user0": [{"i": 0, REF: ref}]}
-    assert diff["joins"] == {"user0": [{"i": 0, "away": True, REF: ref}]}
-    # A join and a leave inside one burst cancel out.
+    [joined] = diff["joins"]["user0"]
+    assert joined[REF] != ref and joined == {"i": 0, "away": True, REF: joined[REF]}
+    assert (await layer.presence_list("room"))["user0"] == [joined]
+    # An entry that comes and goes inside one burst is in both halves.
     late = await layer.new_channel()
     await layer.presence_track("room", late, "late")
     await layer.presence_untrack("room", late)
     await layer.presence_untrack("room", channels[1])
     diff = await asyncio.wait_for(layer.receive(watcher), 5)
-    assert diff["joins"] == {} and list(diff["leaves"]) == ["user1"]
+    assert list(diff["joins"]) == ["late"]
+    assert sorted(diff["leaves"]) == ["late", "user1"]
+    assert diff["joins"]["late"] == diff["leaves"]["late"]
 
 
 async def test_bad_input_is_refused_with_reasons(layer: Any) -> None:

@@ -136,7 +136,7 @@ async def test_connection_end_announces_leave_across_processes(
 
 
 @pytest.mark.redis
-async def test_update_reaches_other_process_as_leave_and_join_with_same_ref(
+async def test_update_reaches_other_process_as_join_and_leave_of_refs(
     two_servers: tuple[list[RunningServer], Any],
 ) -> None:
     (first, second), layer = two_servers
@@ -151,11 +151,11 @@ async def test_update_reaches_other_process_as_leave_and_join_with_same_ref(
         diff = await bob.next("presence.diff")
         while "alice" not in diff["joins"]:
             diff = await bob.next("presence.diff")
-        ref = joined[0]["presence_ref"]
-        assert diff["leaves"]["alice"][0]["presence_ref"] == ref
-        assert diff["joins"]["alice"] == [{"status": "away", "presence_ref": ref}]
-        listing = await layer.presence_list("room.r")
-        assert listing["alice"] == [{"status": "away", "presence_ref": ref}]
+        assert diff["leaves"]["alice"] == joined
+        [new] = diff["joins"]["alice"]
+        assert new == {"status": "away", "presence_ref": new["presence_ref"]}
+        assert new["presence_ref"] != joined[0]["presence_ref"]
+        assert (await layer.presence_list("room.r"))["alice"] == [new]
     await layer.close()
 
 

@@ -8,10 +8,11 @@ message per burst: a :class:`DiffBuffer` gathers the changes of the last
 :data:`DIFF_WINDOW` seconds and a :class:`DiffWorker` sends them.
 
 Every meta a layer hands out carries ``"presence_ref"``, a ref unique to the
-entry (kept across updates), so a client merges a diff into a list it read
-earlier by ref: drop the metas whose ref is in ``leaves``, then add or
-replace those in ``joins``. An update is a leave of the old meta and a join
-of the new one in the same diff.
+entry (a new one on each update), so a client merges a diff into a list it
+read earlier by ref, as Phoenix clients do: add the metas of ``joins`` whose
+ref it does not hold yet, then drop those whose ref is in ``leaves``. An
+entry that came and went within one burst is in both; an update is a join
+of the new meta and a leave of the old one.
 
 This module holds what every layer shares and :class:`InMemoryPresence`, the
 in-memory layer's store; the Redis store is ``layers/redis/_presence.py``.
@@ -106,10 +107,10 @@ def group_metas(entries: list[tuple[str, Meta]]) -> Listing:
 
 
 class DiffBuffer:
-    """Changes not yet announced, per room, folded as they arrive.
+    """Changes not yet announced, per room, in two halves keyed by ref.
 
-    A join then a leave of one entry inside a burst cancel out; a join then
-    an update is one join of the latest meta.
+    Nothing cancels out: a client that applies joins then leaves ends where
+    the room is, and still hears of an entry that came and went.
     """
 
     __slots__ = ("_rooms",)
@@ -132,12 +133,8 @@ class DiffBuffer:
         joins[meta[REF]] = (key, meta)
 
     def leave(self, room: str, key: str, meta: Meta) -> None:
-        joins, leaves = self._room(room)
-        ref = meta[REF]
-        if joins.pop(ref, None) is None:
-            leaves[ref] = (key, meta)
-        elif not joins and not leaves:
-            del self._rooms[room]
+        _, leaves = self._room(room)
+        leaves[meta[REF]] = (key, meta)
 
     def take(self) -> list[tuple[str, Message]]:
         """Return ``(room, presence.diff message)`` for every room, emptying
@@ -270,14 +267,11 @@ class InMemoryPresence:
     async def track(self, room: str, channel: str, key: str, meta: Meta) -> None:
         entries = self.rooms.setdefault(room, {})
         old = entries.get(channel)
-        if old is not None:
-            self._diffs.leave(room, *old)
-            ref = old[1][REF]
-        else:
-            ref = new_ref()
-        entry = (key, {**meta, REF: ref})
+        entry = (key, {**meta, REF: new_ref()})
         entries[channel] = entry
         self._diffs.join(room, *entry)
+        if old is not None:
+            self._diffs.leave(room, *old)
         self._worker.wake()
 
     async def update(self, room: str, channel: str, meta: Meta) -> None:
@@ -345,8 +339,8 @@ class PresenceMixin:
         )
 
     async def presence_update(self, room: str, channel: str, meta: Meta) -> None:
-        """Replace the meta ``channel`` tracks in ``room`` (same key, same
-        ref); the diff holds a leave of the old meta and a join of the new.
+        """Replace the meta ``channel`` tracks in ``room`` (same key, a new
+        ref); the diff holds a join of the new meta and a leave of the old.
         Raises :class:`LookupError` when ``channel`` tracks nothing there."""
         self.require_valid_group_name(room)
         self.require_valid_channel_name(channel)

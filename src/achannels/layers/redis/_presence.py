@@ -83,13 +83,17 @@ local function reap(zkey, hprefix, now, keep)
 end
 """
 
-#: Add or replace one entry of a node and renew its lease.
-#: KEYS: nodes, node hash. ARGV: node, ttl ms, ref, value.
+#: Add one entry of a node (replacing the one of ref ``old``, if any) and
+#: renew its lease.
+#: KEYS: nodes, node hash. ARGV: node, ttl ms, ref, value, old ref or ''.
 PUT = Script(
     _NOW
     + """
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+if ARGV[5] ~= '' then
+    redis.call('HDEL', KEYS[2], ARGV[5])
+end
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ttl * 2)
 redis.call('PEXPIRE', KEYS[2], ttl * 2)
@@ -237,7 +241,7 @@ class RedisPresence:
     async def track(self, room: str, channel: str, key: str, meta: Meta) -> None:
         entries = self.local.setdefault(room, {})
         old = entries.get(channel)
-        ref = new_ref() if old is None else old[1][REF]
+        ref = new_ref()
         entry = (key, {**meta, REF: ref})
         lane, nodes, hashes = self._keys(room)
         entries[channel] = entry
@@ -245,7 +249,13 @@ class RedisPresence:
             await PUT(
                 lane,
                 [nodes, hashes + self.node],
-                [self.node, self._ttl_ms, ref, self._pack(*entry)],
+                [
+                    self.node,
+                    self._ttl_ms,
+                    ref,
+                    self._pack(*entry),
+                    "" if old is None else old[1][REF],
+                ],
             )
         except BaseException:
             # Not stored: keep what was there (the heartbeat fixes any doubt).
@@ -256,9 +266,9 @@ class RedisPresence:
             else:
                 entries[channel] = old
             raise
+        self._diffs.join(room, *entry)
         if old is not None:
             self._diffs.leave(room, *old)
-        self._diffs.join(room, *entry)
         self._worker.wake()
 
     async def update(self, room: str, channel: str, meta: Meta) -> None:
