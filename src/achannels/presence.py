@@ -32,10 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 from .layers._presence import REF, Listing, Meta
 
+#: The key of every presence meta that holds its entry's ref.
+PRESENCE_REF = REF
+
 if TYPE_CHECKING:
     from .consumer import AsyncConsumer
 
-__all__ = ["REF", "Presence"]
+__all__ = ["PRESENCE_REF", "Presence"]
 
 logger = logging.getLogger("achannels.presence")
 

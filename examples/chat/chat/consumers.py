@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from achannels.generic.websocket import AsyncJsonWebsocketConsumer
-from achannels.presence import REF
+from achannels.presence import PRESENCE_REF as REF
 
 from .store import get_store
 
