@@ -201,3 +201,26 @@ async def test_node_restores_its_entries_after_a_flush() -> None:
     assert list(await layer.presence_list("room")) == ["stays"]
     await layer.flush()
     await layer.close()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("kind", ["core", "pubsub"])
+async def test_heartbeats_during_a_burst_of_tracks_lose_no_entry(kind: str) -> None:
+    # Heartbeats every 50 ms while four streams of connections track one
+    # after another: a heartbeat's count races the writes, and restoring
+    # the room from it would drop the entries written meanwhile.
+    cls = RedisChannelLayer if kind == "core" else RedisPubSubChannelLayer
+    layer = cls(hosts=[require_redis()], prefix=unique_prefix(), presence_ttl=0.15)
+    try:
+
+        async def stream(first: int) -> None:
+            for i in range(first, first + 500):
+                await layer.presence_track("room", f"c.x!{i}", f"user{i}")
+
+        await asyncio.gather(*(stream(n * 500) for n in range(4)))
+        assert len(await layer.presence_list("room")) == 2000
+        await asyncio.sleep(0.2)  # a few heartbeats more, and still all there
+        assert len(await layer.presence_list("room")) == 2000
+    finally:
+        await layer.flush()
+        await layer.close()

@@ -28,10 +28,11 @@ difference.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from ..._types import Message
@@ -204,6 +205,12 @@ class RedisPresence:
         self.node = uuid.uuid4().hex
         #: room -> channel -> (key, meta with its ref): this node's entries.
         self.local: dict[str, dict[str, tuple[str, Meta]]] = {}
+        # Per room: writes under way, writes ever made (so a heartbeat knows
+        # whether its count raced a write), and a restore under way (which
+        # new writes wait for: it rewrites the node's whole hash).
+        self._in_flight: dict[str, int] = {}
+        self._writes: dict[str, int] = {}
+        self._restoring: dict[str, asyncio.Event] = {}
         self._diffs = DiffBuffer()
         self._worker = DiffWorker(
             self._diffs,
@@ -238,7 +245,28 @@ class RedisPresence:
                 continue
             self._diffs.leave(room, key, meta)
 
+    @contextlib.asynccontextmanager
+    async def _writing(self, room: str) -> AsyncIterator[None]:
+        while (restoring := self._restoring.get(room)) is not None:
+            await restoring.wait()
+        self._in_flight[room] = self._in_flight.get(room, 0) + 1
+        self._writes[room] = self._writes.get(room, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._in_flight[room] - 1
+            if left:
+                self._in_flight[room] = left
+            else:
+                del self._in_flight[room]
+                if room not in self.local:
+                    self._writes.pop(room, None)
+
     async def track(self, room: str, channel: str, key: str, meta: Meta) -> None:
+        async with self._writing(room):
+            await self._track(room, channel, key, meta)
+
+    async def _track(self, room: str, channel: str, key: str, meta: Meta) -> None:
         entries = self.local.setdefault(room, {})
         old = entries.get(channel)
         ref = new_ref()
@@ -284,6 +312,13 @@ class RedisPresence:
         entries = self.local.get(room)
         if entries is None or channel not in entries:
             return
+        async with self._writing(room):
+            await self._untrack(room, channel)
+
+    async def _untrack(self, room: str, channel: str) -> None:
+        entries = self.local.get(room)
+        if entries is None or channel not in entries:
+            return
         old = entries.pop(channel)
         if not entries:
             del self.local[room]
@@ -315,14 +350,22 @@ class RedisPresence:
 
     async def _renew(self, room: str) -> None:
         lane, nodes, hashes = self._keys(room)
+        writes = self._writes.get(room, 0)
         count, removed = await RENEW(
             lane, [nodes, hashes + self.node], [self.node, self._ttl_ms, hashes]
         )
         if removed:
             self._announce_leaves(room, removed)
+        if room in self._in_flight or self._writes.get(room, 0) != writes:
+            return  # the count raced a write; the next heartbeat checks
         entries = self.local.get(room, {})
         if int(count) != len(entries):
-            await self._sync(room, entries)
+            restoring = self._restoring[room] = asyncio.Event()
+            try:
+                await self._sync(room, entries)
+            finally:
+                del self._restoring[room]
+                restoring.set()
 
     async def _sync(self, room: str, entries: dict[str, tuple[str, Meta]]) -> None:
         """Make this node's hash in ``room`` hold exactly ``entries`` and
