@@ -106,8 +106,6 @@ async def test_bad_input_is_refused_with_reasons(layer: Any) -> None:
 
 
 async def test_group_size_counts_members_without_messaging_them(layer: Any) -> None:
-    if isinstance(layer, RedisPubSubChannelLayer):
-        pytest.skip("group_size is not available on the pub/sub layer yet")
     channels = [await layer.new_channel() for _ in range(5)]
     assert await layer.group_size("g") == 0
     for channel in channels:

@@ -203,3 +203,21 @@ async def test_sync_consumer_tracks_and_leaves() -> None:
                 while "sync" not in (await watcher.next("presence.diff"))["joins"]:
                     pass
             await watcher.wait_leave("sync", 10)
+
+
+@pytest.mark.redis
+async def test_group_size_counts_members_in_every_process(
+    two_servers: tuple[list[RunningServer], Any],
+) -> None:
+    (first, second), layer = two_servers
+    async with (
+        connect(first, "g", "a") as _,
+        connect(second, "g", "b") as _,
+        connect(second, "g", "c") as _,
+    ):
+        assert await layer.group_size("room.g") == 3
+        assert await layer.group_size("room.nobody") == 0
+    async with asyncio.timeout(10):
+        while await layer.group_size("room.g"):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    await layer.close()

@@ -21,6 +21,7 @@ from ..._types import Message
 from .._base import BaseChannelLayer
 from .._warnings import RateLimitedWarning
 from ._connection import Lane, unreachable
+from ._group_size import GroupSizes
 from ._hosts import consistent_hash, decode_hosts
 from ._inbox import LocalChannels
 from ._loops import PerLoop, bridged, on_throwaway_loop, run_bridged
@@ -59,6 +60,7 @@ class _LoopState:
         self.groups: dict[str, set[str]] = {}
         # Per receiver, so one layer's drops never silence another's report.
         self.unreadable = RateLimitedWarning(logger, _UNREADABLE)
+        self.sizes = GroupSizes(self, layer.prefix)
         self.presence = RedisPresence(
             self.lanes,
             layer.prefix,
@@ -74,6 +76,8 @@ class _LoopState:
         direct = name in self.channels
         members = None if direct else self.groups.get(name)
         if not direct and not members:
+            if self.sizes.handles(name):
+                self.sizes.on_message(name, data)
             return
         try:
             message = self.layer._serializer.deserialize(data)
@@ -88,6 +92,7 @@ class _LoopState:
 
     async def aclose(self) -> None:
         await self.presence.aclose()
+        await self.sizes.aclose()
         for subscriber in self.subscribers:
             await subscriber.aclose()
         self.local.close("The Redis pub/sub channel layer was flushed or closed")
@@ -243,6 +248,7 @@ class RedisPubSubChannelLayer(RedisPresenceMixin, BaseChannelLayer):
         members.add(channel)
         try:
             await state.subscriber(name).subscribe(name)
+            await state.sizes.answer_counts()
         except BaseException:
             members.discard(channel)
             if not members:
@@ -263,6 +269,14 @@ class RedisPubSubChannelLayer(RedisPresenceMixin, BaseChannelLayer):
         if not members:
             del state.groups[name]
             state.subscriber(name).unsubscribe(name)
+
+    @bridged
+    async def group_size(self, group: str) -> int:
+        """Return how many channels are in ``group``, over every process: one
+        question on a control channel, one answer per process with members
+        (none to the members themselves)."""
+        self.require_valid_group_name(group)
+        return await self._states.get().sizes.count(self._group_channel(group))
 
     async def group_send(self, group: str, message: Message) -> None:
         """Publish ``message`` to every process subscribed to ``group``."""
