@@ -255,3 +255,37 @@ def test_script_exits_promptly_and_cleanly_after_publishing(backend: str) -> Non
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert time.monotonic() - started < 5
+
+
+FORKS = textwrap.dedent(
+    """
+    import os, sys, warnings
+    warnings.filterwarnings("ignore", "This process .* is multi-threaded")
+    from achannels.layers import Publisher
+    from achannels.layers.redis import RedisChannelLayer
+    layer = RedisChannelLayer(hosts=[sys.argv[1]], prefix=sys.argv[2])
+    publisher = Publisher(layer=layer, timeout=5)
+    publisher.group_add("g", "c.x!1")
+    pid = os.fork()
+    if pid == 0:  # a prefork child (Celery, gunicorn --preload) publishes too
+        publisher.group_add("g", "c.x!2")
+        os._exit(0 if publisher.group_size("g") == 2 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, status
+    assert publisher.group_size("g") == 2
+    print("ok")
+    """
+)
+
+
+@pytest.mark.redis
+def test_publisher_works_in_a_forked_child_and_its_parent() -> None:
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", FORKS, require_redis(), unique_prefix()],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "ok\n"

@@ -215,8 +215,8 @@ class DiffWorker:
                 beat_at = now + self.interval
                 try:
                     await self._beat()
-                except Exception:
-                    logger.exception("Presence heartbeat failed; retrying later")
+                except Exception as error:
+                    logger.warning("Presence heartbeat failed (%r); retrying", error)
             active = self._active()
             if not self.buffer and not active:
                 return
@@ -355,7 +355,8 @@ class PresenceMixin:
 
     async def presence_list(self, room: str) -> Listing:
         """Return who is in ``room``: ``key -> [meta, ...]``, one meta (with
-        its ``"presence_ref"``) per tracked connection, oldest first."""
+        its ``"presence_ref"``) per tracked connection (the in-memory layer
+        lists them oldest first, the Redis layers in no set order)."""
         self.require_valid_group_name(room)
         listing: Listing = await self._presence_store().list(room)
         return listing

@@ -238,7 +238,12 @@ class Publisher:
             )
         try:
             loop = _loop_for(layer)
-            future = asyncio.run_coroutine_threadsafe(make(layer), loop)
+            coroutine = make(layer)
+            try:
+                future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+            except BaseException:
+                coroutine.close()  # the loop is gone: never leave it unawaited
+                raise
             try:
                 return future.result(max(0.0, deadline - time.monotonic()))
             except concurrent.futures.TimeoutError:
