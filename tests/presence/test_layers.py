@@ -15,6 +15,7 @@ import pytest
 
 from achannels.layers import InMemoryChannelLayer
 from achannels.layers.redis import RedisChannelLayer, RedisPubSubChannelLayer
+from tests.presence import deadline
 from tests.support.redis import require_redis, unique_prefix
 
 REF = "presence_ref"
@@ -170,7 +171,7 @@ async def test_killed_process_is_reaped_by_a_live_heartbeat(kind: str) -> None:
         assert await asyncio.wait_for(tracker.stdout.readline(), 30) == b"tracked\n"
         tracker.send_signal(signal.SIGKILL)
         await tracker.wait()
-        async with asyncio.timeout(5):
+        async with deadline(5):
             while True:
                 diff = await layer.receive(watcher)
                 if "doomed" in diff["leaves"]:
@@ -193,7 +194,7 @@ async def test_node_restores_its_entries_after_a_flush() -> None:
     await layer.presence_track("room", channel, "stays")
     await layer.flush()
     assert await layer.presence_list("room") == {}
-    async with asyncio.timeout(5):
+    async with deadline(5):
         while await layer.presence_list("room") == {}:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     assert list(await layer.presence_list("room")) == ["stays"]

@@ -24,6 +24,7 @@ import websockets
 
 from achannels.layers import InMemoryChannelLayer, Publisher
 from achannels.layers.redis import RedisChannelLayer, RedisPubSubChannelLayer
+from tests.presence import deadline
 from tests.support.redis import private_redis, require_redis, unique_prefix
 from tests.support.servers import RunningServer, free_port, serve
 
@@ -54,7 +55,7 @@ async def listen(server: RunningServer, group: str) -> Any:
 
 async def received(ws: Any, count: int, timeout: float = 20) -> list[dict[str, Any]]:
     frames = []
-    async with asyncio.timeout(timeout):
+    async with deadline(timeout):
         while len(frames) < count:
             frames.append(json.loads(await ws.recv()))
     return frames
@@ -170,7 +171,7 @@ async def test_eight_threads_publish_at_once_and_every_message_arrives(
     for thread in threads:
         thread.start()
     got = []
-    async with asyncio.timeout(30):
+    async with deadline(30):
         while len(got) < 400:
             got.append(await layer.receive(channel))
     await asyncio.to_thread(lambda: [thread.join(10) for thread in threads])

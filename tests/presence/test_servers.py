@@ -20,6 +20,7 @@ import pytest
 import websockets
 
 from achannels.layers.redis import RedisChannelLayer, RedisPubSubChannelLayer
+from tests.presence import deadline
 from tests.support.redis import require_redis, unique_prefix
 from tests.support.servers import RunningServer, serve
 
@@ -36,7 +37,7 @@ class Client:
         self.diffs: list[dict[str, Any]] = []
 
     async def next(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
+        async with deadline(timeout):
             while True:
                 frame = json.loads(await self.ws.recv())
                 if frame["type"] == "presence.diff":
@@ -45,7 +46,7 @@ class Client:
                     return dict(frame)
 
     async def wait_leave(self, key: str, timeout: float) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
+        async with deadline(timeout):
             while True:
                 diff = await self.next("presence.diff", timeout)
                 if key in diff["leaves"]:
@@ -101,7 +102,7 @@ async def test_sigkilled_process_entries_vanish_within_ttl_with_leave_diff(
             killed_at = time.monotonic()
             doomed.proc.wait(10)
             # Listing hides the dead node's entries once its lease lapses.
-            async with asyncio.timeout(TTL + 2):
+            async with deadline(TTL + 2):
                 while "alice" in await layer.presence_list("room.r"):  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
             assert time.monotonic() - killed_at <= TTL + 1
@@ -171,7 +172,7 @@ async def test_fifty_clients_join_in_few_diffs_and_all_leave_on_memory() -> None
             )
             seen: set[str] = set()
             diffs = 0
-            async with asyncio.timeout(10):
+            async with deadline(10):
                 while len(seen) < 50:
                     diff = await watcher.next("presence.diff")
                     diffs += 1
@@ -180,7 +181,7 @@ async def test_fifty_clients_join_in_few_diffs_and_all_leave_on_memory() -> None
             assert diffs < 25
             await asyncio.gather(*(ws.close() for ws in sockets))
             left: set[str] = set()
-            async with asyncio.timeout(10):
+            async with deadline(10):
                 while len(left) < 50:
                     left |= set((await watcher.next("presence.diff"))["leaves"])
             await watcher.ws.send(json.dumps("list"))
@@ -217,7 +218,7 @@ async def test_group_size_counts_members_in_every_process(
     ):
         assert await layer.group_size("room.g") == 3
         assert await layer.group_size("room.nobody") == 0
-    async with asyncio.timeout(10):
+    async with deadline(10):
         while await layer.group_size("room.g"):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     await layer.close()
