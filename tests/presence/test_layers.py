@@ -223,3 +223,10 @@ async def test_heartbeats_during_a_burst_of_tracks_lose_no_entry(kind: str) -> N
     finally:
         await layer.flush()
         await layer.close()
+
+
+@pytest.mark.parametrize("ttl", [0, -1, "10", None, True])
+def test_presence_ttl_must_be_positive_seconds(ttl: object) -> None:
+    for cls in (RedisChannelLayer, RedisPubSubChannelLayer):
+        with pytest.raises(ValueError, match="presence_ttl must be a positive"):
+            cls(presence_ttl=ttl)

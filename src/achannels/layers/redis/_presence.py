@@ -52,7 +52,12 @@ from ._loops import bridged
 from ._scripts import Script
 from ._serializer import MessageSerializer
 
-__all__ = ["DEFAULT_PRESENCE_TTL", "RedisPresence", "RedisPresenceMixin"]
+__all__ = [
+    "DEFAULT_PRESENCE_TTL",
+    "RedisPresence",
+    "RedisPresenceMixin",
+    "check_presence_ttl",
+]
 
 logger = logging.getLogger("achannels.presence")
 
@@ -60,6 +65,17 @@ logger = logging.getLogger("achannels.presence")
 DEFAULT_PRESENCE_TTL = 10.0
 # Rooms renewed at once by one heartbeat (one connection each).
 _RENEW_CONCURRENCY = 16
+
+
+def check_presence_ttl(ttl: object) -> float:
+    """Return ``ttl`` as a float; :class:`ValueError` unless it is a
+    positive number of seconds."""
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+        raise ValueError(
+            f"presence_ttl must be a positive number of seconds, got {ttl!r}"
+        )
+    return float(ttl)
+
 
 _NOW = """
 local t = redis.call('TIME')

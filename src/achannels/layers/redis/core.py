@@ -22,7 +22,12 @@ from .._warnings import RateLimitedWarning
 from ._connection import Lane, unreachable
 from ._hosts import consistent_hash, decode_hosts
 from ._loops import PerLoop, bridged, on_throwaway_loop, run_bridged
-from ._presence import DEFAULT_PRESENCE_TTL, RedisPresence, RedisPresenceMixin
+from ._presence import (
+    DEFAULT_PRESENCE_TTL,
+    RedisPresence,
+    RedisPresenceMixin,
+    check_presence_ttl,
+)
 from ._receiver import RESERVED_KEY, Receiver
 from ._scripts import GROUP_ADD, GROUP_DELIVER, GROUP_MEMBERS, SEND
 from ._serializer import MAX_MESSAGE_SIZE, MessageSerializer
@@ -105,7 +110,7 @@ class RedisChannelLayer(RedisPresenceMixin, BaseChannelLayer):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
         self.prefix = prefix
         self.group_expiry = group_expiry
-        self.presence_ttl = presence_ttl
+        self.presence_ttl = check_presence_ttl(presence_ttl)
         self.hosts = decode_hosts(hosts)
         self.ring_size = len(self.hosts)
         self._serializer = MessageSerializer(

@@ -25,7 +25,12 @@ from ._group_size import GroupSizes
 from ._hosts import consistent_hash, decode_hosts
 from ._inbox import LocalChannels
 from ._loops import PerLoop, bridged, on_throwaway_loop, run_bridged
-from ._presence import DEFAULT_PRESENCE_TTL, RedisPresence, RedisPresenceMixin
+from ._presence import (
+    DEFAULT_PRESENCE_TTL,
+    RedisPresence,
+    RedisPresenceMixin,
+    check_presence_ttl,
+)
 from ._serializer import MAX_MESSAGE_SIZE, DecryptionError, MessageSerializer
 from ._subscriber import Subscriber
 
@@ -141,7 +146,7 @@ class RedisPubSubChannelLayer(RedisPresenceMixin, BaseChannelLayer):
                 ", ".join(sorted(unknown)),
             )
         self.prefix = prefix
-        self.presence_ttl = presence_ttl
+        self.presence_ttl = check_presence_ttl(presence_ttl)
         self.hosts = decode_hosts(hosts)
         self.on_disconnect = on_disconnect
         self.on_reconnect = on_reconnect
