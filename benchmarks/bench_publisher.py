@@ -35,6 +35,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -132,7 +133,10 @@ def available_systems() -> list[str]:
     try:
         import channels_redis.core  # noqa: F401
     except ImportError:
-        print("channels_redis is not installed: Channels skipped (use the bench venv)")
+        print(
+            "channels_redis is not installed: Channels skipped (use the bench venv)",
+            file=sys.stderr,
+        )
     else:
         systems.append("Channels async_to_sync")
     return systems
