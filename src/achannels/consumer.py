@@ -126,6 +126,10 @@ class AsyncConsumer:
             for name in vars(base)
             if not name.startswith(("_", "websocket_", "http_"))
         )
+        if inspect.getattr_static(cls, "presence") is not _PRESENCE:
+            # `presence` is new in achannels: a consumer written for Channels
+            # may define its own (a handler of "presence" messages, say).
+            cls._not_handlers -= {"presence"}
         cls._concurrent_handlers = frozenset(
             name
             for name in dir(cls)
@@ -151,15 +155,16 @@ class AsyncConsumer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channel_name: str | None = None
         self._listening = False
-        self._presence: Presence | None = None
 
-    @property
+    @functools.cached_property
     def presence(self) -> Presence:
         """This connection's presence (``track``, ``update``, ``untrack``,
-        ``list``; not in Channels); its entries end with the connection."""
-        if self._presence is None:
-            self._presence = Presence(self)
-        return self._presence
+        ``list``; not in Channels); its entries end with the connection.
+
+        Made on first use. A subclass or instance may define its own
+        ``presence`` (code written for Channels may); then that one is used.
+        """
+        return Presence(self)
 
     @property
     def channel_name(self) -> str:
@@ -227,8 +232,9 @@ class AsyncConsumer:
             explain_missing_layer(self, exc)
             raise
         finally:
-            if self._presence is not None:
-                await self._presence.aclose()
+            presence = self.__dict__.get("presence")
+            if presence.__class__ is Presence:
+                await presence.aclose()
             running_consumers.leave()
 
     def _run(self, receive: Receive, send: Send) -> Awaitable[None]:
@@ -311,6 +317,9 @@ class AsyncConsumer:
         app.consumer_initkwargs = initkwargs  # type: ignore[attr-defined]
         functools.update_wrapper(app, cls, updated=())
         return app
+
+
+_PRESENCE = AsyncConsumer.__dict__["presence"]
 
 
 class SyncConsumer(AsyncConsumer):
