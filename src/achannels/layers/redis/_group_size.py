@@ -19,10 +19,10 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from ..._tasks import OwnedTasks
-from ._hosts import consistent_hash
 
 if TYPE_CHECKING:
     from .pubsub import _LoopState
@@ -51,10 +51,20 @@ class _Count:
 
 
 class GroupSizes:
-    """One event loop's side of ``group_size``: answering and asking."""
+    """One event loop's side of ``group_size``: answering and asking.
 
-    def __init__(self, state: _LoopState, prefix: str) -> None:
+    ``publish(channel, data)`` publishes and returns how many subscribers
+    got it (``PUBLISH`` on the channel's host).
+    """
+
+    def __init__(
+        self,
+        state: _LoopState,
+        prefix: str,
+        publish: Callable[[str, str], Awaitable[int]],
+    ) -> None:
         self._state = state
+        self._publish_raw = publish
         self.control = f"{prefix}__group_size__"
         self.reply = f"{self.control}{uuid.uuid4().hex}"
         self._answering = False
@@ -91,10 +101,8 @@ class GroupSizes:
     async def _publish(self, channel: object, body: dict[str, object]) -> int:
         if not isinstance(channel, str) or not channel.startswith(self.control):
             return 0
-        lanes = self._state.lanes
-        lane = lanes[consistent_hash(channel, len(lanes))]
         try:
-            receivers: int = await lane.execute("PUBLISH", channel, json.dumps(body))
+            receivers = await self._publish_raw(channel, json.dumps(body))
         except Exception:
             logger.warning("Could not answer a group_size count on %r", channel)
             return 0
@@ -109,12 +117,8 @@ class GroupSizes:
         count = _Count(asyncio.get_running_loop().create_future())
         self._counts[count_id] = count
         try:
-            lanes = self._state.lanes
-            lane = lanes[consistent_hash(self.control, len(lanes))]
             question = {"id": count_id, "group": group_channel, "reply": self.reply}
-            count.expected = int(
-                await lane.execute("PUBLISH", self.control, json.dumps(question))
-            )
+            count.expected = await self._publish_raw(self.control, json.dumps(question))
             count.check()
             try:
                 await asyncio.wait_for(asyncio.shield(count.future), ANSWER_TIMEOUT)

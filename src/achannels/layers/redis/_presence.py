@@ -56,7 +56,9 @@ __all__ = [
     "DEFAULT_PRESENCE_TTL",
     "RedisPresence",
     "RedisPresenceMixin",
+    "Target",
     "check_presence_ttl",
+    "ring_target",
 ]
 
 logger = logging.getLogger("achannels.presence")
@@ -65,6 +67,21 @@ logger = logging.getLogger("achannels.presence")
 DEFAULT_PRESENCE_TTL = 10.0
 # Rooms renewed at once by one heartbeat (one connection each).
 _RENEW_CONCURRENCY = 16
+
+
+#: Where a room's commands run: ``target(key, room)`` returns something with
+#: ``execute(*command)`` (a :class:`Lane`; a cluster node on a cluster).
+Target = Callable[[str, str], Lane]
+
+
+def ring_target(lanes: list[Lane]) -> Target:
+    """Run a room's commands on the host its name hashes to (the layers'
+    sharding over several ``hosts``)."""
+
+    def target(key: str, room: str) -> Lane:
+        return lanes[consistent_hash(room, len(lanes))]
+
+    return target
 
 
 def check_presence_ttl(ttl: object) -> float:
@@ -198,19 +215,20 @@ return {removed, live}
 class RedisPresence:
     """One node: a Redis layer's presence on one event loop.
 
-    ``lanes`` are that loop's connections; ``send`` is the layer's
+    ``target`` says where a room's keys live (:func:`ring_target` of that
+    loop's connections); ``send`` is the layer's
     ``group_send``, which carries the diffs.
     """
 
     def __init__(
         self,
-        lanes: list[Lane],
+        target: Target,
         prefix: str,
         serializer: MessageSerializer,
         send: Callable[[str, Message], Coroutine[Any, Any, None]],
         ttl: float,
     ) -> None:
-        self._lanes = lanes
+        self._target = target
         self._prefix = prefix
         # Entries live for hours: no encryption TTL and no random prefix
         # (hash values need none), whatever the layer's messages use.
@@ -243,7 +261,7 @@ class RedisPresence:
     def _keys(self, room: str) -> tuple[Lane, str, str]:
         """The lane, nodes key and hash key prefix of ``room``."""
         nodes = f"{self._prefix}:presence:{{{room}}}"
-        return self._lanes[consistent_hash(room, len(self._lanes))], nodes, nodes + ":"
+        return self._target(nodes, room), nodes, nodes + ":"
 
     def _pack(self, key: str, meta: Meta) -> bytes:
         return self._serializer.serialize({"k": key, "m": meta})

@@ -27,6 +27,7 @@ from ._presence import (
     RedisPresence,
     RedisPresenceMixin,
     check_presence_ttl,
+    ring_target,
 )
 from ._receiver import RESERVED_KEY, Receiver
 from ._scripts import GROUP_ADD, GROUP_DELIVER, GROUP_MEMBERS, SEND
@@ -50,7 +51,7 @@ class _LoopState:
             layer.expiry,
         )
         self.presence = RedisPresence(
-            self.lanes,
+            ring_target(self.lanes),
             layer.prefix,
             layer._serializer,
             layer.group_send,

@@ -30,6 +30,7 @@ from ._presence import (
     RedisPresence,
     RedisPresenceMixin,
     check_presence_ttl,
+    ring_target,
 )
 from ._serializer import MAX_MESSAGE_SIZE, DecryptionError, MessageSerializer
 from ._subscriber import Subscriber
@@ -65,9 +66,9 @@ class _LoopState:
         self.groups: dict[str, set[str]] = {}
         # Per receiver, so one layer's drops never silence another's report.
         self.unreadable = RateLimitedWarning(logger, _UNREADABLE)
-        self.sizes = GroupSizes(self, layer.prefix)
+        self.sizes = GroupSizes(self, layer.prefix, self.publish_counted)
         self.presence = RedisPresence(
-            self.lanes,
+            ring_target(self.lanes),
             layer.prefix,
             layer._serializer,
             layer.group_send,
@@ -76,6 +77,11 @@ class _LoopState:
 
     def subscriber(self, name: str) -> Subscriber:
         return self.subscribers[consistent_hash(name, len(self.subscribers))]
+
+    async def publish_counted(self, name: str, data: str | bytes) -> int:
+        """Publish ``data`` on ``name``; return how many subscribers got it."""
+        lane = self.lanes[consistent_hash(name, len(self.lanes))]
+        return int(await lane.execute("PUBLISH", name, data))
 
     def on_message(self, name: str, data: bytes) -> None:
         direct = name in self.channels
