@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -230,3 +231,26 @@ def test_presence_ttl_must_be_positive_seconds(ttl: object) -> None:
     for cls in (RedisChannelLayer, RedisPubSubChannelLayer):
         with pytest.raises(ValueError, match="presence_ttl must be a positive"):
             cls(presence_ttl=ttl)
+
+
+@pytest.mark.redis
+async def test_pubsub_group_size_gives_up_on_a_silent_process_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import redis.asyncio
+
+    url, prefix = require_redis(), unique_prefix()
+    layer = RedisPubSubChannelLayer(hosts=[url], prefix=prefix)
+    silent = redis.asyncio.Redis.from_url(url)
+    listener = silent.pubsub()
+    try:
+        await layer.group_add("g", await layer.new_channel())
+        await listener.subscribe(f"{prefix}__group_size__")  # hears, never answers
+        started = time.monotonic()
+        assert await layer.group_size("g") == 1  # this process's answer
+        assert 1.5 < time.monotonic() - started < 5
+        assert "1 of 2 processes answered" in caplog.text
+    finally:
+        await listener.aclose()
+        await silent.aclose()
+        await layer.close()
