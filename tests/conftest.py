@@ -12,6 +12,7 @@ import hypothesis  # noqa: F401
 import pytest
 
 from achannels.layers import InMemoryChannelLayer, channel_layers
+from tests.support.redis_cluster import PrivateCluster
 from tests.support.servers import SERVER_KINDS
 
 
@@ -33,3 +34,16 @@ def memory_layer() -> Iterator[InMemoryChannelLayer]:
             channel_layers.backends.pop("default", None)
         else:
             channel_layers.set("default", previous)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[PrivateCluster]:
+    """A three-master Redis Cluster shared by this session's tests (one per
+    xdist worker, started on first use in about two seconds; tests use
+    unique prefixes and never change its topology)."""
+    cluster = PrivateCluster(masters=3)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from ._lifespan import running_consumers
 from ._types import ChannelLayerProtocol, Message, Receive, Scope, Send
 from .exceptions import StopConsumer
 from .layers import get_channel_layer
+from .presence import Presence
 
 __all__ = ["AsyncConsumer", "SyncConsumer", "concurrent", "get_handler_name"]
 
@@ -124,6 +126,10 @@ class AsyncConsumer:
             for name in vars(base)
             if not name.startswith(("_", "websocket_", "http_"))
         )
+        if inspect.getattr_static(cls, "presence") is not _PRESENCE:
+            # `presence` is new in achannels: a consumer written for Channels
+            # may define its own (a handler of "presence" messages, say).
+            cls._not_handlers -= {"presence"}
         cls._concurrent_handlers = frozenset(
             name
             for name in dir(cls)
@@ -149,6 +155,16 @@ class AsyncConsumer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channel_name: str | None = None
         self._listening = False
+
+    @functools.cached_property
+    def presence(self) -> Presence:
+        """This connection's presence (``track``, ``update``, ``untrack``,
+        ``list``; not in Channels); its entries end with the connection.
+
+        Made on first use. A subclass or instance may define its own
+        ``presence`` (code written for Channels may); then that one is used.
+        """
+        return Presence(self)
 
     @property
     def channel_name(self) -> str:
@@ -216,6 +232,9 @@ class AsyncConsumer:
             explain_missing_layer(self, exc)
             raise
         finally:
+            presence = self.__dict__.get("presence")
+            if presence.__class__ is Presence:
+                await presence.aclose()
             running_consumers.leave()
 
     def _run(self, receive: Receive, send: Send) -> Awaitable[None]:
@@ -300,6 +319,9 @@ class AsyncConsumer:
         return app
 
 
+_PRESENCE = AsyncConsumer.__dict__["presence"]
+
+
 class SyncConsumer(AsyncConsumer):
     """Consumer whose handlers are plain functions run in a worker thread.
 
@@ -313,12 +335,24 @@ class SyncConsumer(AsyncConsumer):
     """
 
     _sync: ClassVar[bool] = True
+    # The connection's context (its ThreadSensitiveContext), set by __call__.
+    _context: contextvars.Context | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Everything the connection runs, its own cleanup included, shares
         # the connection's worker thread.
         async with ThreadSensitiveContext():
+            self._context = contextvars.copy_context()
             await super().__call__(scope, receive, send)
+
+    def _listen(self) -> None:
+        # The first read of channel_name may happen inside an async_to_sync
+        # call (``async_to_sync(self.presence.track)``), whose context dies
+        # with the call: the listener must run in the connection's own.
+        if self._context is None:
+            super()._listen()
+        else:
+            self._context.run(super()._listen)
 
     async def dispatch(self, message: Message) -> None:
         await _run_in_consumer_thread(self._dispatch_sync, message)

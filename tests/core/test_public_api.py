@@ -40,7 +40,10 @@ PUBLIC_API: dict[str, set[str]] = {
         "ChannelLayerManager",
         "channel_layers",
         "get_channel_layer",
+        "Publisher",
+        "publisher",
     },
+    "achannels.presence": {"Presence", "PRESENCE_REF"},
     "achannels.layers.redis": {
         "RedisChannelLayer",
         "RedisPubSubChannelLayer",
@@ -98,6 +101,7 @@ CORE_MODULES = [
     "achannels.layers",
     "achannels.layers.memory",
     "achannels.layers.redis",
+    "achannels.presence",
     "achannels.testing",
     "achannels.worker",
     "achannels.cli",

@@ -1,10 +1,10 @@
 """Fixtures of the Redis layer tests: the behaviour tests run on the shared
-single Redis and on a Redis Cluster the session starts (one per xdist
-worker, three masters; about two seconds)."""
+single Redis and on the session's Redis Cluster (``redis_cluster``, in
+tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,18 +13,6 @@ from tests.support.redis import require_redis
 from tests.support.redis_cluster import PrivateCluster, RedisDeployment
 
 DEPLOYMENTS = ["single", "cluster"]
-
-
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[PrivateCluster]:
-    """A three-master Redis Cluster shared by this session's tests (they
-    use unique prefixes, and never change its topology)."""
-    cluster = PrivateCluster(masters=3)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(params=DEPLOYMENTS)

@@ -7,7 +7,8 @@ and sends ``{"type": "message", "text": ...}`` or
 - ``welcome``: ``room``, ``name``, ``history`` (last messages), ``members``,
   ``worker`` (the server process id, to see a cluster at work);
 - ``message``: ``message`` = ``{"id", "name", "text", "ts"}``;
-- ``presence``: ``event`` (``join``/``leave``), ``name``, ``members``;
+- ``presence``: ``event`` (``join``/``leave``), ``name``, ``announce`` (the
+  name's first tab came or its last went), ``members``;
 - ``typing``: ``name``, ``typing``;
 - ``error``: ``reason``. A connection the server refuses to keep is then
   closed with a 4xxx code, which tells the client not to retry.
@@ -24,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from achannels.generic.websocket import AsyncJsonWebsocketConsumer
+from achannels.presence import PRESENCE_REF as REF
 
 from .store import get_store
 
@@ -38,6 +40,12 @@ ROOM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 # does not reconnect, since retrying would be refused again.
 CLOSE_BAD_NAME = 4001
 CLOSE_BAD_ROOM = 4002
+
+
+def room_group(room: str) -> str:
+    """The group (and presence room) of a chat room. Group names allow
+    letters, digits, '-', '_' and '.'; ROOM_RE keeps this one valid."""
+    return f"chat.{room}"
 
 
 def clean_name(raw: str) -> str:
@@ -59,6 +67,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.group = ""
         self.name = ""
         self.joined = False
+        # Who is in the room as this connection knows it: name -> {ref: meta},
+        # from the list read at connect, then kept up by presence diffs.
+        self.present: dict[str, dict[str, Any]] = {}
 
     async def connect(self) -> None:
         self.room = str(self.scope["url_route"]["kwargs"]["room"])
@@ -76,14 +87,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if not self.name:
             await self.refuse("Pick a name first.", CLOSE_BAD_NAME)
             return
-        # Group names allow letters, digits, '-', '_' and '.'; the room
-        # pattern above keeps this one valid.
-        self.group = f"chat.{self.room}"
-        layer = self.layer()
-        # Join the group before reading history, so a message sent meanwhile
-        # arrives live (the page drops duplicates by id) instead of being lost.
-        await layer.group_add(self.group, self.channel_name)
-        joined = await get_store().join(self.room, self.channel_name, self.name)
+        self.group = room_group(self.room)
+        # Tracking joins the room's group too, before history is read, so a
+        # message sent meanwhile arrives live (the page drops duplicates by
+        # id) instead of being lost. Everyone in the group hears of the join
+        # in a presence.diff; the entry goes when the connection does.
+        await self.presence.track(
+            self.group, key=self.name, meta={"worker": os.getpid()}
+        )
+        await get_store().add_room(self.room)
+        listing = await self.presence.list(self.group)
+        self.present = {
+            name: {meta[REF]: meta for meta in metas} for name, metas in listing.items()
+        }
         self.joined = True
         await self.send_json(
             {
@@ -91,22 +107,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 "room": self.room,
                 "name": self.name,
                 "history": await get_store().history(self.room),
-                "members": joined.members,
+                "members": self.members(),
                 "worker": os.getpid(),
             }
         )
         client = self.scope.get("client") or ("?", 0)
         logger.info("%s joined %s from %s", self.name, self.room, client[0])
-        await layer.group_send(
-            self.group,
-            {
-                "type": "chat.presence",
-                "event": "join",
-                "name": self.name,
-                "announce": joined.first,
-                "members": joined.members,
-            },
-        )
+
+    def members(self) -> list[str]:
+        # One entry per person, however many tabs they have open.
+        return sorted(self.present, key=str.casefold)
 
     async def refuse(self, reason: str, code: int) -> None:
         await self.send_json({"type": "error", "reason": reason})
@@ -155,34 +165,45 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if not self.joined:
             return
         self.joined = False
-        layer = self.layer()
-        await layer.group_discard(self.group, self.channel_name)
-        left = await get_store().leave(self.room, self.channel_name)
+        # Leaves the group too; it would happen anyway as the connection ends.
+        await self.presence.untrack(self.group)
         logger.info("%s left %s (code %s)", self.name, self.room, code)
-        await layer.group_send(
-            self.group,
-            {
-                "type": "chat.presence",
-                "event": "leave",
-                "name": self.name,
-                "announce": left.last,
-                "members": left.members,
-            },
-        )
 
     # Handlers for group messages: named after their "type".
 
     async def chat_message(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "message", "message": event["message"]})
 
-    async def chat_presence(self, event: dict[str, Any]) -> None:
+    async def presence_diff(self, event: dict[str, Any]) -> None:
+        # Merge by ref, joins first, then leaves (someone who came and went
+        # within one diff is in both). An entry this connection already
+        # knows (its own join, read in the list) is news to nobody.
+        for name, metas in event["joins"].items():
+            refs = self.present.setdefault(name, {})
+            new = {m[REF]: m for m in metas if m[REF] not in refs}
+            if new:
+                first = not refs
+                refs.update(new)
+                await self.send_presence("join", name, announce=first)
+            elif not refs:
+                del self.present[name]
+        for name, metas in event["leaves"].items():
+            refs = self.present.get(name, {})
+            gone = [refs.pop(m[REF]) for m in metas if m[REF] in refs]
+            if not gone:
+                continue
+            if not refs:
+                del self.present[name]
+            await self.send_presence("leave", name, announce=not refs)
+
+    async def send_presence(self, event: str, name: str, announce: bool) -> None:
         await self.send_json(
             {
                 "type": "presence",
-                "event": event["event"],
-                "name": event["name"],
-                "announce": event["announce"],
-                "members": event["members"],
+                "event": event,
+                "name": name,
+                "announce": announce,
+                "members": self.members(),
             }
         )
 

@@ -10,7 +10,9 @@ from django.contrib.staticfiles import finders
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from .consumers import ROOM_RE
+from achannels.layers import get_channel_layer
+
+from .consumers import ROOM_RE, room_group
 from .store import get_store
 
 
@@ -25,8 +27,20 @@ def room(request: HttpRequest, room: str) -> HttpResponse:
 
 
 async def rooms(request: HttpRequest) -> JsonResponse:
-    """Rooms with people in them, busiest first: ``{"rooms": [{name, people}]}``."""
-    counts = await get_store().rooms()
+    """Rooms with people in them, busiest first: ``{"rooms": [{name, people}]}``.
+
+    People are the distinct names in the room's presence; rooms nobody is
+    in any more are forgotten.
+    """
+    layer = get_channel_layer()
+    store = get_store()
+    counts: dict[str, int] = {}
+    for name in await store.rooms():
+        people = len(await layer.presence_list(room_group(name)))
+        if people:
+            counts[name] = people
+        else:
+            await store.forget_room(name)
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return JsonResponse(
         {"rooms": [{"name": name, "people": people} for name, people in ranked]}

@@ -6,12 +6,15 @@ layers live in :mod:`achannels.layers.redis`.
 
 from ._base import BaseChannelLayer
 from ._manager import ChannelLayerManager, channel_layers, get_channel_layer
+from ._publisher import Publisher, publisher
 from .memory import InMemoryChannelLayer
 
 __all__ = [
     "BaseChannelLayer",
     "ChannelLayerManager",
     "InMemoryChannelLayer",
+    "Publisher",
     "channel_layers",
     "get_channel_layer",
+    "publisher",
 ]

@@ -33,6 +33,7 @@ from .._types import Message
 from ..exceptions import ChannelFull
 from ._base import BaseChannelLayer, ChannelCapacity
 from ._copy import copy_message, snapshot_message
+from ._presence import InMemoryPresence, PresenceMixin
 from ._warnings import RateLimitedWarning
 
 __all__ = ["InMemoryChannelLayer"]
@@ -99,7 +100,7 @@ class _ChannelQueue:
         )
 
 
-class InMemoryChannelLayer(BaseChannelLayer):
+class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
     """A channel layer inside one process, for development, tests and
     single-process deployments (Channels' ``InMemoryChannelLayer``).
 
@@ -172,6 +173,13 @@ class InMemoryChannelLayer(BaseChannelLayer):
             "last report (latest in group %r): their consumers do not keep up",
             self.full_log_interval,
         )
+        self._presence = InMemoryPresence(self)
+        #: The loop of the consumers (of the last new_channel()): the sync
+        #: publisher runs its calls there, since this state is not thread-safe.
+        self._home_loop: asyncio.AbstractEventLoop | None = None
+
+    def _presence_store(self) -> InMemoryPresence:
+        return self._presence
 
     # Time and expiry
 
@@ -366,6 +374,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         """Return a new unique process-specific channel name,
         ``f"{prefix}.inmemory!{12 random letters}"`` as in Channels. Raises
         :class:`TypeError` if ``prefix`` makes an invalid channel name."""
+        self._home_loop = asyncio.get_running_loop()
         while True:
             name = f"{prefix}.inmemory!{''.join(random.choices(_LETTERS, k=12))}"
             if name not in self.channels:
@@ -388,10 +397,13 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._memberships.clear()
         self._channel_groups.clear()
         self._group_check_at = math.inf
+        self._presence.clear()
 
     async def close(self) -> None:
-        """Nothing to release: pending messages and groups stay (as in
-        Channels); use :meth:`flush` to drop them."""
+        """Send the presence diffs still buffered. Nothing else to release:
+        pending messages, groups and presence stay (as in Channels); use
+        :meth:`flush` to drop them."""
+        await self._presence.aclose()
 
     # Groups extension
 
@@ -467,6 +479,13 @@ class InMemoryChannelLayer(BaseChannelLayer):
             # full_log_interval may be set on the instance after it was made.
             self._full.interval = self.full_log_interval
             self._full.count(skipped, group, now=now)
+
+    async def group_size(self, group: str) -> int:
+        """Return how many channels are in ``group`` (no message is sent).
+        Raises :class:`TypeError` for an invalid group name."""
+        self.require_valid_group_name(group)
+        self._now()
+        return len(self.groups.get(group, ()))
 
     def _unlink(self, group: str, channel: str) -> None:
         """Remove a membership from :attr:`groups` and the channel index (the

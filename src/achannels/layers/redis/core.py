@@ -27,6 +27,14 @@ from ._cluster import Cluster, SlotTarget, slot_of
 from ._connection import Lane, unreachable
 from ._hosts import cluster_spec, consistent_hash, decode_hosts
 from ._loops import PerLoop, bridged, on_throwaway_loop, run_bridged
+from ._presence import (
+    DEFAULT_PRESENCE_TTL,
+    RedisPresence,
+    RedisPresenceMixin,
+    check_presence_ttl,
+    cluster_target,
+    ring_target,
+)
 from ._receiver import RESERVED_KEY, Receiver
 from ._scripts import GROUP_ADD, GROUP_DELIVER, GROUP_MEMBERS, SEND
 from ._serializer import MAX_MESSAGE_SIZE, MessageSerializer
@@ -50,8 +58,20 @@ class _LoopState:
             layer.get_capacity,
             layer.expiry,
         )
+        self.presence = RedisPresence(
+            (
+                cluster_target(self.cluster)
+                if self.cluster is not None
+                else ring_target(self.lanes)
+            ),
+            layer.prefix,
+            layer._serializer,
+            layer.group_send,
+            layer.presence_ttl,
+        )
 
     async def aclose(self) -> None:
+        await self.presence.aclose()
         await self.receiver.aclose()
         for lane in self.lanes:
             await lane.aclose()
@@ -66,7 +86,7 @@ class _LoopState:
         return self.lanes[index]
 
 
-class RedisChannelLayer(BaseChannelLayer):
+class RedisChannelLayer(RedisPresenceMixin, BaseChannelLayer):
     """A channel layer in Redis, configured and stored as channels_redis 4.x's.
 
     ``hosts`` is a list of URLs, connection-argument dicts, ``(host, port)``
@@ -79,7 +99,8 @@ class RedisChannelLayer(BaseChannelLayer):
     ``serializer_format`` (``"msgpack"`` or ``"json"``) mean what they mean
     there, with the same defaults. ``max_message_size`` (bytes on the wire)
     is new: larger messages raise
-    :class:`~achannels.exceptions.MessageTooLarge` on send.
+    :class:`~achannels.exceptions.MessageTooLarge` on send, and so is
+    ``presence_ttl`` (seconds a dead process's presence entries outlive it).
 
     Differences users notice: ``send`` checks that the message can be
     serialized and names the offending key; Redis outages are retried inside
@@ -103,6 +124,7 @@ class RedisChannelLayer(BaseChannelLayer):
         random_prefix_length: int = 12,
         serializer_format: str = "msgpack",
         max_message_size: int = MAX_MESSAGE_SIZE,
+        presence_ttl: float = DEFAULT_PRESENCE_TTL,
     ) -> None:
         super().__init__(
             expiry=expiry, capacity=capacity, channel_capacity=channel_capacity
@@ -111,6 +133,7 @@ class RedisChannelLayer(BaseChannelLayer):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
         self.prefix = prefix
         self.group_expiry = group_expiry
+        self.presence_ttl = check_presence_ttl(presence_ttl)
         self.hosts = decode_hosts(hosts)
         self.ring_size = len(self.hosts)
         self._cluster_spec = cluster_spec(self.hosts)
@@ -291,6 +314,17 @@ class RedisChannelLayer(BaseChannelLayer):
         key = self._group_key(group)
         target = self._states.get().target(key, self.consistent_hash(group))
         await target.execute("ZREM", key, channel)
+
+    @bridged
+    async def group_size(self, group: str) -> int:
+        """Return how many channels are in ``group`` (memberships younger
+        than ``group_expiry``); no message is sent."""
+        self.require_valid_group_name(group)
+        key = self._group_key(group)
+        target = self._states.get().target(key, self.consistent_hash(group))
+        joined_after = int(time.time()) - int(self.group_expiry)
+        count = await target.execute("ZCOUNT", key, f"({joined_after}", "+inf")
+        return int(count)
 
     async def group_send(self, group: str, message: Message) -> None:
         """Send ``message`` to every channel in ``group``.

@@ -26,9 +26,18 @@ from .._base import BaseChannelLayer
 from .._warnings import RateLimitedWarning
 from ._cluster import Cluster
 from ._connection import Lane, unreachable
+from ._group_size import GroupSizes
 from ._hosts import cluster_spec, consistent_hash, decode_hosts
 from ._inbox import LocalChannels
 from ._loops import PerLoop, bridged, on_throwaway_loop, run_bridged
+from ._presence import (
+    DEFAULT_PRESENCE_TTL,
+    RedisPresence,
+    RedisPresenceMixin,
+    check_presence_ttl,
+    cluster_target,
+    ring_target,
+)
 from ._serializer import MAX_MESSAGE_SIZE, DecryptionError, MessageSerializer
 from ._sharded import ShardedSubscriptions
 from ._subscriber import Subscriber
@@ -73,23 +82,39 @@ class _LoopState:
         self.groups: dict[str, set[str]] = {}
         # Per receiver, so one layer's drops never silence another's report.
         self.unreadable = RateLimitedWarning(logger, _UNREADABLE)
+        self.sizes = GroupSizes(self, layer.prefix, self.publish)
+        self.presence = RedisPresence(
+            (
+                cluster_target(self.cluster)
+                if self.cluster is not None
+                else ring_target(self.lanes)
+            ),
+            layer.prefix,
+            layer._serializer,
+            layer.group_send,
+            layer.presence_ttl,
+        )
 
     def subscriber(self, name: str) -> Subscriber | ShardedSubscriptions:
         if self.sharded is not None:
             return self.sharded
         return self.subscribers[consistent_hash(name, len(self.subscribers))]
 
-    async def publish(self, name: str, data: bytes) -> None:
+    async def publish(self, name: str, data: str | bytes) -> int:
+        """Publish ``data`` on ``name``; return how many subscribers got it
+        (on a cluster, ``SPUBLISH`` counts the shard that owns ``name``,
+        which is where every subscriber of ``name`` is)."""
         if self.cluster is not None:
-            await self.cluster.execute(name, "SPUBLISH", name, data)
-            return
+            return int(await self.cluster.execute(name, "SPUBLISH", name, data))
         lane = self.lanes[consistent_hash(name, len(self.lanes))]
-        await lane.execute("PUBLISH", name, data)
+        return int(await lane.execute("PUBLISH", name, data))
 
     def on_message(self, name: str, data: bytes) -> None:
         direct = name in self.channels
         members = None if direct else self.groups.get(name)
         if not direct and not members:
+            if self.sizes.handles(name):
+                self.sizes.on_message(name, data)
             return
         try:
             message = self.layer._serializer.deserialize(data)
@@ -103,6 +128,8 @@ class _LoopState:
             self.local.deliver_each(members, message, now)
 
     async def aclose(self) -> None:
+        await self.presence.aclose()
+        await self.sizes.aclose()
         for subscriber in self.subscribers:
             await subscriber.aclose()
         if self.sharded is not None:
@@ -114,7 +141,7 @@ class _LoopState:
             await self.cluster.aclose()
 
 
-class RedisPubSubChannelLayer(BaseChannelLayer):
+class RedisPubSubChannelLayer(RedisPresenceMixin, BaseChannelLayer):
     """A channel layer on Redis pub/sub, configured as channels_redis 4.x's.
 
     Options: ``hosts`` (as for :class:`RedisChannelLayer`, a Redis Cluster
@@ -123,7 +150,8 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
     a subscription connection drops and is restored),
     ``symmetric_encryption_keys`` and ``serializer_format``. ``capacity`` and
     ``expiry``, which channels_redis ignores here, bound the messages waiting
-    in this process for a slow receiver when given.
+    in this process for a slow receiver when given. ``presence_ttl`` (new)
+    is how many seconds a dead process's presence entries outlive it.
 
     Differences users notice: subscriptions survive a Redis restart; group
     membership and subscription are confirmed by Redis before ``group_add``
@@ -144,6 +172,7 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
         expiry: float | None = None,
         capacity: int | None = None,
         max_message_size: int = MAX_MESSAGE_SIZE,
+        presence_ttl: float = DEFAULT_PRESENCE_TTL,
         **ignored: Any,
     ) -> None:
         super().__init__(expiry=expiry or 60, capacity=capacity or 100)
@@ -154,6 +183,7 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
                 ", ".join(sorted(unknown)),
             )
         self.prefix = prefix
+        self.presence_ttl = check_presence_ttl(presence_ttl)
         self.hosts = decode_hosts(hosts)
         self.on_disconnect = on_disconnect
         self.on_reconnect = on_reconnect
@@ -258,6 +288,7 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
         members.add(channel)
         try:
             await state.subscriber(name).subscribe(name)
+            await state.sizes.answer_counts()
         except BaseException:
             members.discard(channel)
             if not members:
@@ -278,6 +309,14 @@ class RedisPubSubChannelLayer(BaseChannelLayer):
         if not members:
             del state.groups[name]
             state.subscriber(name).unsubscribe(name)
+
+    @bridged
+    async def group_size(self, group: str) -> int:
+        """Return how many channels are in ``group``, over every process: one
+        question on a control channel, one answer per process with members
+        (none to the members themselves)."""
+        self.require_valid_group_name(group)
+        return await self._states.get().sizes.count(self._group_channel(group))
 
     async def group_send(self, group: str, message: Message) -> None:
         """Publish ``message`` to every process subscribed to ``group``."""
