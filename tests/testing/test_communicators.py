@@ -14,7 +14,11 @@ from achannels._types import Message, Receive, Scope, Send
 from achannels.consumer import AsyncConsumer
 from achannels.exceptions import DenyConnection
 from achannels.generic.http import AsyncHttpConsumer
-from achannels.generic.websocket import AsyncWebsocketConsumer, JsonWebsocketConsumer
+from achannels.generic.websocket import (
+    AsyncJsonWebsocketConsumer,
+    AsyncWebsocketConsumer,
+    JsonWebsocketConsumer,
+)
 from achannels.layers import channel_layers
 from achannels.routing import ProtocolTypeRouter, URLRouter, path
 from achannels.testing import (
@@ -564,3 +568,47 @@ async def test_unrouted_path_raises_from_connect() -> None:
     communicator = WebsocketCommunicator(application(), "/nowhere/")
     with pytest.raises(ValueError, match="No route found for path 'nowhere/'"):
         await communicator.connect()
+
+
+# --- Handler errors, as a Channels test sees them ------------------------------
+
+
+class FailsOnFrame(AsyncWebsocketConsumer):
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None
+    ) -> None:
+        raise ValueError(f"cannot handle {text_data!r}")
+
+
+class JsonEcho(AsyncJsonWebsocketConsumer):
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        await self.send_json(content)
+
+
+async def test_handler_error_raises_from_receive_from_without_a_close_frame() -> None:
+    # Through a server the client gets a 1011 close (tests/core); a Channels
+    # test expects the handler's error here, and no frame before it.
+    communicator = WebsocketCommunicator(FailsOnFrame.as_asgi(), "/")
+    assert await communicator.connect() == (True, None)
+    await communicator.send_to(text_data="boom")
+    with pytest.raises(ValueError, match="cannot handle 'boom'"):
+        await communicator.receive_from()
+
+
+async def test_bad_json_raises_value_error_from_receive_from() -> None:
+    communicator = WebsocketCommunicator(JsonEcho.as_asgi(), "/")
+    assert await communicator.connect() == (True, None)
+    await communicator.send_json_to({"ok": 1})
+    assert await communicator.receive_json_from() == {"ok": 1}
+    await communicator.send_to(bytes_data=b"w\0\0\0")
+    with pytest.raises(ValueError):
+        await communicator.receive_from()
+
+
+async def test_sync_json_bad_frame_raises_value_error_from_wait() -> None:
+    communicator = WebsocketCommunicator(application(), "/json/")
+    assert await communicator.connect() == (True, None)
+    await communicator.send_to(text_data="{not json")
+    with pytest.raises(ValueError):
+        await communicator.wait()
+    assert communicator.output_queue.empty()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from types import TracebackType
 
 from asgiref.testing import ApplicationCommunicator as _AsgirefCommunicator
 
 from .._django import connections_kept_open
 from .._types import ASGIApp, Message, Scope
+from ..generic._websocket_edge import FailureClose
 
 __all__ = ["ApplicationCommunicator", "no_op"]
 
@@ -34,6 +36,10 @@ class ApplicationCommunicator(_AsgirefCommunicator):
     consumers leave Django's database connections open (Channels does the
     same), so a ``TestCase``'s transaction survives the application.
 
+    The close that achannels' WebSocket consumers send when a handler fails
+    (1011, or 1007 for bad JSON; Channels sends none) is not part of the
+    output, so tests see the error as they do with Channels.
+
     Beyond Channels, where nothing a passing test sees changes:
     ``receive_output`` returns as soon as the application ends instead of at
     its deadline (raising what it raised, or ``asyncio.TimeoutError``), and
@@ -42,6 +48,26 @@ class ApplicationCommunicator(_AsgirefCommunicator):
 
     def __init__(self, application: ASGIApp, scope: Scope) -> None:
         super().__init__(application, scope)  # type: ignore[no-untyped-call]
+
+    @property
+    def future(self) -> asyncio.Task[None]:
+        """The task running the application (created on first access)."""
+        if self._future is None:
+            # As asgiref: a server starts each connection without the test's
+            # context vars. Only the send differs.
+            self._future = contextvars.Context().run(
+                asyncio.create_task,
+                self.application(self.scope, self.input_queue.get, self._output),
+            )
+        task: asyncio.Task[None] = self._future
+        return task
+
+    async def _output(self, message: Message) -> None:
+        # The close achannels' WebSocket consumers send as a handler fails
+        # (Channels' send none): leave it out, so a test sees the error, as
+        # with Channels. Servers still deliver it to real clients.
+        if message.__class__ is not FailureClose:
+            await self.output_queue.put(message)
 
     async def send_input(self, message: Message) -> None:
         """Queue ``message`` for the application's ``receive()``; raise the
