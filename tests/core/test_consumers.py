@@ -606,3 +606,115 @@ async def test_user_handlers_named_like_nothing_in_the_api_still_dispatch() -> N
     }
     await communicator.send_input({"type": "websocket.disconnect", "code": 1000})
     await communicator.wait()
+
+
+# The layer state tests read (Channels lists a consumer's channel at once)
+
+
+class Quiet(AsyncWebsocketConsumer):
+    """Never reads channel_name; handles one layer message type."""
+
+    async def note(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=event["text"])
+
+
+async def test_connected_consumer_channel_is_listed_and_receives(
+    memory_layer: InMemoryChannelLayer,
+) -> None:
+    communicator = WebsocketCommunicator(Quiet.as_asgi(), "/")
+    assert (await communicator.connect())[0]
+    # What Channels users' tests do: take the name from layer.channels.
+    channel = next(iter(memory_layer.channels))
+    await memory_layer.send(channel, {"type": "note", "text": "found you"})
+    assert await communicator.receive_from() == "found you"
+    await memory_layer.send(channel, {"type": "note", "text": "again"})
+    assert await communicator.receive_from() == "again"
+    await communicator.disconnect()
+    assert memory_layer.channels == {}
+
+
+async def test_bad_message_on_listed_channel_raises_channels_error(
+    memory_layer: InMemoryChannelLayer,
+) -> None:
+    communicator = WebsocketCommunicator(Quiet.as_asgi(), "/")
+    assert (await communicator.connect())[0]
+    channel = next(iter(memory_layer.channels))
+    await memory_layer.send(channel, {"type": "_note", "text": "private"})
+    with pytest.raises(
+        ValueError, match=r"Malformed type in message \(leading underscore\)"
+    ):
+        await communicator.receive_from()
+
+
+class ForeignLayer(InMemoryChannelLayer):
+    """A layer that is not achannels' own: its receive() is its own code."""
+
+    events: list[str]
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.events = []
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        self.events.append("receive")
+        return await super().receive(channel)
+
+    async def group_add(self, group: str, channel: str) -> None:
+        self.events.append("group_add")
+        await super().group_add(group, channel)
+
+
+async def test_foreign_layer_is_received_from_before_connect_runs() -> None:
+    from achannels.layers import channel_layers
+
+    class Joins(AsyncWebsocketConsumer):
+        groups = ["room"]
+
+    layer = ForeignLayer()
+    previous = channel_layers.set("default", layer)
+    try:
+        communicator = WebsocketCommunicator(Joins.as_asgi(), "/")
+        assert (await communicator.connect())[0]
+        # As with Channels: receive() at consumer start, then the handshake.
+        assert layer.events[:2] == ["receive", "group_add"]
+        await communicator.disconnect()
+    finally:
+        if previous is None:
+            channel_layers.backends.pop("default", None)
+        else:
+            channel_layers.set("default", previous)
+
+
+# One consumer instance used as the application for several connections
+
+
+class Remembers(AsyncWebsocketConsumer):
+    groups = ["lobby"]
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.send(text_data=self.channel_name)
+
+    async def lobby_news(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=event["text"])
+
+
+async def test_consumer_instance_starts_each_connection_fresh(
+    memory_layer: InMemoryChannelLayer,
+) -> None:
+    app = Remembers()
+    names = []
+    for round_ in range(3):
+        communicator = WebsocketCommunicator(app, "/")
+        assert await communicator.connect() == (True, None)
+        name = await communicator.receive_from()
+        names.append(name)
+        assert list(memory_layer.groups["lobby"]) == [name]
+        await memory_layer.group_send("lobby", {"type": "lobby.news", "text": "hi"})
+        assert await communicator.receive_from() == "hi"
+        # A frame after the previous connection's disconnect still dispatches.
+        await communicator.send_to(text_data=f"round {round_}")
+        assert await communicator.receive_nothing() is True
+        await communicator.disconnect()
+        assert memory_layer.groups == {}
+    assert len(set(names)) == 3
