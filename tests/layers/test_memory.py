@@ -892,3 +892,11 @@ def test_channels_private_method_names_exist_with_channels_signatures() -> None:
     layer = InMemoryChannelLayer()
     assert list(inspect.signature(layer._clean_expired).parameters) == []
     assert list(inspect.signature(layer._remove_from_groups).parameters) == ["channel"]
+
+
+async def test_non_dict_message_refusal_is_also_an_assertion_error() -> None:
+    layer = InMemoryChannelLayer()
+    with pytest.raises(AssertionError):
+        await layer.send("c", "text")  # type: ignore[arg-type]
+    with pytest.raises(AssertionError):
+        await layer.group_send("g", ["text"])  # type: ignore[arg-type]

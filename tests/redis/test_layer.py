@@ -311,6 +311,9 @@ async def test_receive_on_foreign_specific_channel_is_refused(
     channel = await other.new_channel()
     with pytest.raises(ValueError, match="new_channel"):
         await layer.receive(channel)
+    # channels_redis asserts "Wrong client prefix": its users catch this.
+    with pytest.raises(AssertionError):
+        await layer.receive("not-client-prefix!local_part")
 
 
 def test_hosts_must_be_a_list() -> None:

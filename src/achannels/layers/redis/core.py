@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from ..._errors import ForeignChannel
 from ..._types import Message
 from ...exceptions import ChannelFull
 from .._base import BaseChannelLayer, ChannelCapacity
@@ -245,7 +246,7 @@ class RedisChannelLayer(BaseChannelLayer):
             return await receiver.receive_shared(channel)
         name = channel[: bang + 1]
         if not name.endswith(f".{self.client_prefix}!"):
-            raise ValueError(
+            raise ForeignChannel(
                 f"Channel {channel!r} was not made by this layer instance's "
                 "new_channel(): only the process that created a specific "
                 "channel can receive on it"
