@@ -27,6 +27,7 @@ from .._warnings import RateLimitedWarning
 from ._cluster import Cluster, SlotTarget, slot_of
 from ._connection import Lane, unreachable
 from ._hosts import cluster_spec, consistent_hash, decode_hosts
+from ._inbox import Leftovers
 from ._loops import PerLoop, bridged, on_throwaway_loop, run_bridged
 from ._receiver import RESERVED_KEY, Receiver
 from ._scripts import GROUP_ADD, GROUP_DELIVER, GROUP_MEMBERS, SEND
@@ -51,9 +52,11 @@ class _LoopState:
             layer.get_capacity,
             layer.expiry,
         )
+        self._leftovers = layer._leftovers
+        self.receiver.local.adopt(self._leftovers.take())
 
     async def aclose(self) -> None:
-        await self.receiver.aclose()
+        self._leftovers.keep(await self.receiver.aclose())
         for lane in self.lanes:
             await lane.aclose()
         if self.cluster is not None:
@@ -138,6 +141,8 @@ class RedisChannelLayer(BaseChannelLayer):
             "group_send skipped %d channel(s) at capacity (latest group %r); "
             "their consumers are not keeping up",
         )
+        # Messages read for this process outlive one loop's receiver.
+        self._leftovers = Leftovers()
         self._states: PerLoop[_LoopState] = PerLoop(
             lambda: _LoopState(self), _LoopState.aclose
         )
@@ -395,12 +400,14 @@ class RedisChannelLayer(BaseChannelLayer):
                 if int(cursor) == 0:
                     break
         state.receiver.local.clear()
+        self._leftovers.clear()
 
     @bridged
     async def close_pools(self) -> None:
         """Close this event loop's connections and stop its receiving; the
         layer reconnects on next use. Waiting receivers get
-        :class:`~achannels.exceptions.ReceiverGone`."""
+        :class:`~achannels.exceptions.ReceiverGone`; messages already read
+        for this process wait for the next ``receive()``, on any loop."""
         await self._states.aclose_current()
 
     @bridged
