@@ -373,3 +373,18 @@ async def test_plain_channel_message_goes_to_a_process_that_still_waits(
         assert sorted(message["i"] for message in got) == [0, 1, 2]
     finally:
         await other_process.close()
+
+
+async def test_group_key_is_channels_redis_bytes_and_holds_the_members(
+    layer: RedisChannelLayer,
+) -> None:
+    # channels_redis returns bytes here; code written for it compares them.
+    key = layer._group_key("room")
+    assert key == f"{layer.prefix}:group:room".encode()
+    channel = await layer.new_channel()
+    await layer.group_add("room", channel)
+    client = raw_client()
+    try:
+        assert client.zrange(key, 0, -1) == [channel.encode()]
+    finally:
+        client.close()

@@ -268,7 +268,11 @@ class RedisChannelLayer(BaseChannelLayer):
 
     # Groups
 
-    def _group_key(self, group: str) -> str:
+    def _group_key(self, group: str) -> bytes:
+        # bytes, as channels_redis's (code written for it reads this key).
+        return self._group_key_str(group).encode()
+
+    def _group_key_str(self, group: str) -> str:
         if self._cluster_spec is not None:
             return f"{self.prefix}:group:{{{group}}}"
         return f"{self.prefix}:group:{group}"
@@ -282,7 +286,7 @@ class RedisChannelLayer(BaseChannelLayer):
         """
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        key = self._group_key(group)
+        key = self._group_key_str(group)
         await GROUP_ADD(
             self._states.get().target(key, self.consistent_hash(group)),
             [key],
@@ -294,7 +298,7 @@ class RedisChannelLayer(BaseChannelLayer):
         """Remove ``channel`` from ``group``; no error if it is not a member."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        key = self._group_key(group)
+        key = self._group_key_str(group)
         target = self._states.get().target(key, self.consistent_hash(group))
         await target.execute("ZREM", key, channel)
 
@@ -312,7 +316,7 @@ class RedisChannelLayer(BaseChannelLayer):
         self._check_message(message)
         self._serializer.serialize(message)  # refuse bad messages before any I/O
         state = self._states.get()
-        group_key = self._group_key(group)
+        group_key = self._group_key_str(group)
         members = await GROUP_MEMBERS(
             state.target(group_key, self.consistent_hash(group)),
             [group_key],
