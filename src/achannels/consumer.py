@@ -15,9 +15,11 @@ from ._dispatch import HandlerPool, InOrderDispatcher
 from ._django import close_old_connections
 from ._explain import explain_missing_layer, how_to_configure_layer
 from ._lifespan import running_consumers
+from ._submodules import django_db_names
 from ._types import ChannelLayerProtocol, Message, Receive, Scope, Send
 from .exceptions import StopConsumer
 from .layers import get_channel_layer
+from .utils import await_many_dispatch as await_many_dispatch
 
 __all__ = ["AsyncConsumer", "SyncConsumer", "concurrent", "get_handler_name"]
 
@@ -393,3 +395,8 @@ async def _run_in_consumer_thread(
     # thread_sensitive=True inside the consumer's ThreadSensitiveContext means
     # "this connection's own thread", created on first use.
     await SyncToAsync(func, thread_sensitive=True)(message)
+
+
+# Channels' consumer module also offers these names (Django-only: loaded on
+# first use).
+__getattr__ = django_db_names(__name__)

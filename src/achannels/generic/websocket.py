@@ -24,9 +24,11 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
+from .._submodules import django_db_names
 from .._types import Message
 from ..consumer import AsyncConsumer, SyncConsumer
 from ..exceptions import AcceptConnection, DenyConnection, StopConsumer
+from ..exceptions import InvalidChannelLayerError as InvalidChannelLayerError
 from ._websocket_edge import (
     CLOSE_INVALID_PAYLOAD,
     CLOSE_MESSAGE_TOO_BIG,
@@ -285,3 +287,8 @@ class AsyncJsonWebsocketConsumer(AsyncWebsocketConsumer):
     @classmethod
     async def encode_json(cls, content: Any) -> str:
         return json.dumps(content)
+
+
+# Channels' module also offers aclose_old_connections (Django-only: loaded
+# on first use).
+__getattr__ = django_db_names(__name__)
