@@ -16,6 +16,7 @@ __all__ = [
     "InvalidChannelNames",
     "InvalidFrame",
     "InvalidFrameType",
+    "InvalidPrefix",
     "InvalidSameSite",
     "MessageNotDict",
     "ReservedMessageKey",
@@ -56,3 +57,7 @@ class InvalidFrame(ValueError, AssertionError):
 
 class InvalidFrameType(TypeError, AssertionError):
     """Raised when a test sends a WebSocket frame payload of the wrong type."""
+
+
+class InvalidPrefix(TypeError, AssertionError):
+    """Raised when a Redis layer's ``prefix`` is not a str."""

@@ -556,8 +556,9 @@ async def test_send_body_rejects_text() -> None:
             await self.send_body("text")  # type: ignore[arg-type]
 
     communicator = HttpCommunicator(Wrong.as_asgi(), "GET", "/")
-    with pytest.raises(TypeError, match="Body must be bytes, got str"):
+    with pytest.raises(TypeError, match="Body must be bytes, got str") as raised:
         await communicator.get_response()
+    assert isinstance(raised.value, AssertionError)  # Channels asserts
 
 
 @pytest.mark.parametrize(

@@ -203,8 +203,9 @@ async def test_unserializable_value_is_refused_on_send_naming_the_key(
         await layer.group_send("room", {"type": "x", "items": [1, object()]})
     with pytest.raises(TypeError, match="must be dicts"):
         await layer.send(channel, ["not", "a", "dict"])  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="__asgi_channel__"):
+    with pytest.raises(ValueError, match="__asgi_channel__") as raised:
         await layer.send(channel, {"type": "x", "__asgi_channel__": "y"})
+    assert isinstance(raised.value, AssertionError)  # channels_redis asserts
     await layer.send(channel, {"type": "ok"})
     assert (await receive(layer, channel))["type"] == "ok"
 
@@ -388,3 +389,9 @@ async def test_group_key_is_channels_redis_bytes_and_holds_the_members(
         assert client.zrange(key, 0, -1) == [channel.encode()]
     finally:
         client.close()
+
+
+def test_non_str_prefix_is_a_type_error_and_an_assertion_error() -> None:
+    with pytest.raises(TypeError, match="prefix must be a str") as raised:
+        RedisChannelLayer(prefix=b"asgi")  # type: ignore[arg-type]
+    assert isinstance(raised.value, AssertionError)  # channels_redis asserts

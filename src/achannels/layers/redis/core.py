@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from ..._errors import ForeignChannel
+from ..._errors import ForeignChannel, InvalidPrefix, ReservedMessageKey
 from ..._types import Message
 from ...exceptions import ChannelFull
 from .._base import BaseChannelLayer, ChannelCapacity
@@ -112,7 +112,7 @@ class RedisChannelLayer(BaseChannelLayer):
             expiry=expiry, capacity=capacity, channel_capacity=channel_capacity
         )
         if not isinstance(prefix, str):
-            raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+            raise InvalidPrefix(f"prefix must be a str, got {type(prefix).__name__}")
         self.prefix = prefix
         self.group_expiry = group_expiry
         self.hosts = decode_hosts(hosts)
@@ -187,7 +187,7 @@ class RedisChannelLayer(BaseChannelLayer):
     def _check_message(self, message: Message) -> None:
         self.require_valid_message(message)
         if RESERVED_KEY in message:
-            raise ValueError(
+            raise ReservedMessageKey(
                 f"Messages must not contain the key {RESERVED_KEY!r}: the layer "
                 "uses it to carry the target channel"
             )
