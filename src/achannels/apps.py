@@ -13,7 +13,7 @@ from django.apps import AppConfig, apps
 from django.conf import settings
 from django.core import checks
 
-__all__ = ["AchannelsConfig", "check_setup"]
+__all__ = ["AchannelsConfig", "ChannelsConfig", "check_setup"]
 
 
 class AchannelsConfig(AppConfig):
@@ -23,9 +23,19 @@ class AchannelsConfig(AppConfig):
     name = "achannels"
     label = "achannels"
     verbose_name = "achannels"
+    # Chosen for "achannels" in INSTALLED_APPS, not ChannelsConfig below.
+    default = True
 
     def ready(self) -> None:
         checks.register(check_setup)
+
+
+class ChannelsConfig(AchannelsConfig):
+    """Channels' name for the app config, for code and settings that name it
+    (``"achannels.apps.ChannelsConfig"`` in ``INSTALLED_APPS``); the same
+    app as :class:`AchannelsConfig`."""
+
+    default = False
 
 
 def _position(app_name: str) -> int | None:

@@ -16,10 +16,12 @@ from ._dispatch import HandlerPool, InOrderDispatcher
 from ._django import close_old_connections
 from ._explain import explain_missing_layer, how_to_configure_layer
 from ._lifespan import running_consumers
+from ._submodules import django_db_names
 from ._types import ChannelLayerProtocol, Message, Receive, Scope, Send
 from .exceptions import StopConsumer
 from .layers import get_channel_layer
 from .presence import Presence
+from .utils import await_many_dispatch as await_many_dispatch
 
 __all__ = ["AsyncConsumer", "SyncConsumer", "concurrent", "get_handler_name"]
 
@@ -171,10 +173,13 @@ class AsyncConsumer:
         """This consumer's channel on its layer; ``AttributeError`` without
         a layer.
 
-        The consumer starts listening on the channel the first time anyone
-        reads its name: until then nobody can know it, so nothing can be sent
-        to it, and a consumer that never uses its channel costs no listener
-        task (nor, in the in-memory layer, a queue).
+        With achannels' own layers the consumer starts its listener task the
+        first time anyone reads the name, or (in-memory layer) when the first
+        message arrives on the channel, which is listed in
+        ``layer.channels`` from the consumer's start as in Channels; a
+        consumer that never uses its channel costs no task. With any other
+        layer it listens from the start, as Channels does, since that
+        layer's ``receive()`` may have effects of its own.
         """
         if self._channel_name is None:
             raise AttributeError(
@@ -214,13 +219,30 @@ class AsyncConsumer:
             loop.call_soon_threadsafe(dispatcher.add_source, self.channel_receive)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the consumer for one connection until it stops."""
+        """Run the consumer for one connection until it stops.
+
+        Each call starts fresh, as in Channels, even on an instance used as
+        the application for several connections: a new channel, listener and
+        dispatcher."""
         self.scope = scope
         self._loop = asyncio.get_running_loop()
         self._dispatcher = InOrderDispatcher(self.dispatch)
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        if self.channel_layer is not None and self._channel_name is None:
-            self.channel_name = await self.channel_layer.new_channel()
+        self._handler_pool = None
+        layer = self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        unwatch = None
+        if layer is None:
+            self._channel_name = None
+            self._listening = False
+        else:
+            self.channel_name = name = await layer.new_channel()
+            watch = _channel_watch(layer)
+            if watch is None:
+                # Not our layer: receive from the start, as Channels does,
+                # before the first client message is handled.
+                self._listen()
+                await asyncio.sleep(0)
+            elif watch is not _LAZY:
+                unwatch = watch(name, self._wake_listener)
         running_consumers.enter()
         try:
             await self._run(receive, send)
@@ -236,6 +258,15 @@ class AsyncConsumer:
             if presence.__class__ is Presence:
                 await presence.aclose()
             running_consumers.leave()
+            if unwatch is not None:
+                unwatch()
+
+    def _wake_listener(self) -> None:
+        # The in-memory layer calls this when a message is queued for our
+        # channel before anyone read channel_name (a test that took the
+        # name from layer.channels, say).
+        if not self._listening:
+            self._listen()
 
     def _run(self, receive: Receive, send: Send) -> Awaitable[None]:
         """Dispatch until a handler raises (the returned awaitable does).
@@ -370,9 +401,36 @@ class SyncConsumer(AsyncConsumer):
         self.base_send(message)
 
 
+# A layer's way to learn that a consumer's channel is in use, per layer class:
+# the layer's ``_watch_channel(name, wake)`` (in-memory: list the channel now,
+# call ``wake()`` on the first message queued; returns the undo), ``_LAZY``
+# for our other layers (nothing to do until channel_name is read), or None
+# for a layer that is not ours, whose receive() may have side effects.
+_LAZY: Any = object()
+_watches: dict[type, bool] = {}
+
+
+def _channel_watch(layer: ChannelLayerProtocol) -> Any:
+    kind = type(layer)
+    ours = _watches.get(kind)
+    if ours is None:
+        receive_impl = getattr(kind, "receive", None)
+        module = getattr(receive_impl, "__module__", None) or ""
+        ours = _watches[kind] = module.startswith("achannels.")
+    if not ours:
+        return None
+    watch = getattr(layer, "_watch_channel", None)
+    return _LAZY if watch is None else watch
+
+
 async def _run_in_consumer_thread(
     func: Callable[[Message], None], message: Message
 ) -> None:
     # thread_sensitive=True inside the consumer's ThreadSensitiveContext means
     # "this connection's own thread", created on first use.
     await SyncToAsync(func, thread_sensitive=True)(message)
+
+
+# Channels' consumer module also offers these names (Django-only: loaded on
+# first use).
+__getattr__ = django_db_names(__name__)

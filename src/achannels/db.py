@@ -13,6 +13,8 @@ from typing import Any, ParamSpec, TypeVar
 from asgiref.sync import SyncToAsync, sync_to_async
 from django.db import close_old_connections
 
+from ._django import connections_must_stay_open
+
 __all__ = ["DatabaseSyncToAsync", "aclose_old_connections", "database_sync_to_async"]
 
 _P = ParamSpec("_P")
@@ -26,17 +28,26 @@ class DatabaseSyncToAsync(SyncToAsync[_P, _R]):
     Use it like ``sync_to_async``: as a decorator (``@database_sync_to_async``)
     or a wrapper (``await database_sync_to_async(func)(*args)``), with the
     same ``thread_sensitive`` and ``executor`` keywords. Awaiting it returns
-    what the function returns and raises what it raises.
+    what the function returns and raises what it raises. While a test
+    communicator call is in progress it closes nothing, as in Channels.
     """
 
     def thread_handler(self, *args: Any, **kwargs: Any) -> Any:
         # Runs in the worker thread, which is the thread owning the
         # connections the function will use: clean them up there.
-        close_old_connections()
+        _close_old_connections()
         try:
             return super().thread_handler(*args, **kwargs)  # type: ignore[no-untyped-call]
         finally:
-            close_old_connections()
+            _close_old_connections()
+
+
+def _close_old_connections() -> None:
+    # The module global is looked up at each call, so code that patches
+    # ``achannels.db.close_old_connections`` (as Channels' tests patch
+    # ``channels.db.close_old_connections``) is obeyed.
+    if not connections_must_stay_open():
+        close_old_connections()
 
 
 # Channels spells the decorator in lower case; the class stays available for
@@ -47,5 +58,6 @@ database_sync_to_async = DatabaseSyncToAsync
 async def aclose_old_connections() -> None:
     """Close the database connections that are unusable or older than
     ``CONN_MAX_AGE``, from async code (in the thread-sensitive sync thread,
-    where ``database_sync_to_async`` code runs by default)."""
-    await sync_to_async(close_old_connections)()
+    where ``database_sync_to_async`` code runs by default). Does nothing
+    while a test communicator call is in progress."""
+    await sync_to_async(_close_old_connections)()

@@ -22,6 +22,7 @@ from django.utils.encoding import force_str
 from django.utils.functional import LazyObject
 from django.utils.http import http_date
 
+from ._errors import InvalidSameSite
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .db import database_sync_to_async
 
@@ -77,8 +78,9 @@ class CookieMiddleware:
         ``expires`` is an HTTP date string or a ``datetime`` (naive means
         UTC); a ``datetime`` is turned into ``max_age`` as Django does.
         ``samesite`` is ``"lax"`` (the default), ``"strict"``, ``"none"`` or
-        ``None``/``False`` for no attribute. Raises ``ValueError`` for another
-        ``samesite`` value or for both a ``datetime`` ``expires`` and
+        ``None``/``False`` for no attribute. Raises ``ValueError`` (also an
+        ``AssertionError``, as Channels asserts) for another ``samesite``
+        value, and ``ValueError`` for both a ``datetime`` ``expires`` and
         ``max_age``.
         """
         cookies: SimpleCookie = SimpleCookie()
@@ -115,7 +117,7 @@ class CookieMiddleware:
             morsel["httponly"] = True
         if samesite:
             if samesite.lower() not in _SAMESITE_VALUES:
-                raise ValueError(
+                raise InvalidSameSite(
                     f'samesite must be "lax", "none", or "strict", not {samesite!r}'
                 )
             morsel["samesite"] = samesite

@@ -105,9 +105,12 @@ class Worker:
         """Listen on every channel until cancelled; raises the first error a
         listener meets (a channel layer failure)."""
         logger.info("Listening on channels %s", ", ".join(self.channels))
-        await _all_or_none(*(self._serve_channel(name) for name in self.channels))
+        await _all_or_none(*(self.listener(name) for name in self.channels))
 
-    async def _serve_channel(self, channel: str) -> None:
+    async def listener(self, channel: str) -> None:
+        """Serve one channel until cancelled (Channels' name: ``handle()``
+        runs one per channel): receive its messages from the layer and feed
+        them, in order, to the channel's application instance."""
         queue: asyncio.Queue[Message] = asyncio.Queue(self.prefetch)
         await _all_or_none(
             self._listen(channel, queue), self._run_instances(channel, queue)

@@ -165,6 +165,20 @@ async def test_empty_text_frame_is_a_frame() -> None:
     await communicator.disconnect()
 
 
+def recording(app: Any, sent: list[dict[str, Any]]) -> Any:
+    """``app`` with every event it sends also appended to ``sent``: what a
+    server receives, including the close the communicator leaves out."""
+
+    async def wrapper(scope: Any, receive: Any, send: Any) -> None:
+        async def record(message: dict[str, Any]) -> None:
+            sent.append(dict(message))
+            await send(message)
+
+        await app(scope, receive, record)
+
+    return wrapper
+
+
 async def test_send_requires_text_or_bytes() -> None:
     class Empty(AsyncWebsocketConsumer):
         async def receive(
@@ -172,15 +186,13 @@ async def test_send_requires_text_or_bytes() -> None:
         ) -> None:
             await self.send()
 
-    communicator = WebsocketCommunicator(Empty.as_asgi(), "/")
+    sent: list[dict[str, Any]] = []
+    communicator = WebsocketCommunicator(recording(Empty.as_asgi(), sent), "/")
     await communicator.connect()
     await communicator.send_to(text_data="x")
-    assert await communicator.receive_output() == {
-        "type": "websocket.close",
-        "code": 1011,
-    }
     with pytest.raises(ValueError, match="one of bytes_data or text_data"):
         await communicator.wait()
+    assert sent[-1] == {"type": "websocket.close", "code": 1011}
 
 
 async def test_send_with_close_code() -> None:
@@ -206,32 +218,29 @@ async def test_json_consumer_round_trip_and_1007_on_bad_json() -> None:
         async def receive_json(self, content: Any, **kwargs: Any) -> None:
             await self.send_json({"got": content})
 
-    communicator = WebsocketCommunicator(Json.as_asgi(), "/")
+    sent: list[dict[str, Any]] = []
+    communicator = WebsocketCommunicator(recording(Json.as_asgi(), sent), "/")
     await communicator.connect()
     await communicator.send_json_to({"a": [1, 2]})
     assert await communicator.receive_json_from() == {"got": {"a": [1, 2]}}
     await communicator.send_to(text_data="{not json")
-    assert await communicator.receive_output() == {
-        "type": "websocket.close",
-        "code": 1007,
-    }
+    # The server gets a 1007 close; the test, as with Channels, the error.
     with pytest.raises(ValueError):
-        await communicator.wait()
+        await communicator.receive_output()
+    assert sent[-1] == {"type": "websocket.close", "code": 1007}
 
 
 async def test_json_consumer_rejects_binary_frame_with_1007() -> None:
     class Json(AsyncJsonWebsocketConsumer):
         pass
 
-    communicator = WebsocketCommunicator(Json.as_asgi(), "/")
+    sent: list[dict[str, Any]] = []
+    communicator = WebsocketCommunicator(recording(Json.as_asgi(), sent), "/")
     await communicator.connect()
     await communicator.send_to(bytes_data=b"{}")
-    assert await communicator.receive_output() == {
-        "type": "websocket.close",
-        "code": 1007,
-    }
     with pytest.raises(ValueError, match="No text section"):
         await communicator.wait()
+    assert sent[-1] == {"type": "websocket.close", "code": 1007}
 
 
 async def test_sync_json_consumer_round_trip() -> None:
@@ -279,15 +288,15 @@ async def test_handler_error_closes_1011_and_disconnect_still_runs() -> None:
         async def disconnect(self, code: int) -> None:
             codes.append(code)
 
-    communicator = WebsocketCommunicator(Failing.as_asgi(), "/")
+    sent: list[dict[str, Any]] = []
+    communicator = WebsocketCommunicator(recording(Failing.as_asgi(), sent), "/")
     await communicator.connect()
     await communicator.send_to(text_data="x")
-    assert await communicator.receive_output() == {
-        "type": "websocket.close",
-        "code": 1011,
-    }
+    # The communicator shows the error, as with Channels; the server was
+    # sent the 1011 close first.
     with pytest.raises(RuntimeError, match="handler failed"):
-        await communicator.wait()
+        await communicator.receive_output()
+    assert sent[-1] == {"type": "websocket.close", "code": 1011}
     assert codes == [1011]
 
 
@@ -308,12 +317,13 @@ async def test_disconnect_runs_after_error_when_websocket_connect_is_overridden(
         async def disconnect(self, code: int) -> None:
             codes.append(code)
 
-    communicator = WebsocketCommunicator(OwnHandshake.as_asgi(), "/")
+    sent: list[dict[str, Any]] = []
+    communicator = WebsocketCommunicator(recording(OwnHandshake.as_asgi(), sent), "/")
     assert (await communicator.connect())[0]
     await communicator.send_to(text_data="x")
-    assert (await communicator.receive_output())["code"] == 1011
     with pytest.raises(RuntimeError, match="handler failed"):
         await communicator.wait()
+    assert sent[-1] == {"type": "websocket.close", "code": 1011}
     assert codes == [1011]
 
 
@@ -546,8 +556,9 @@ async def test_send_body_rejects_text() -> None:
             await self.send_body("text")  # type: ignore[arg-type]
 
     communicator = HttpCommunicator(Wrong.as_asgi(), "GET", "/")
-    with pytest.raises(TypeError, match="Body must be bytes, got str"):
+    with pytest.raises(TypeError, match="Body must be bytes, got str") as raised:
         await communicator.get_response()
+    assert isinstance(raised.value, AssertionError)  # Channels asserts
 
 
 @pytest.mark.parametrize(
@@ -596,3 +607,115 @@ async def test_user_handlers_named_like_nothing_in_the_api_still_dispatch() -> N
     }
     await communicator.send_input({"type": "websocket.disconnect", "code": 1000})
     await communicator.wait()
+
+
+# The layer state tests read (Channels lists a consumer's channel at once)
+
+
+class Quiet(AsyncWebsocketConsumer):
+    """Never reads channel_name; handles one layer message type."""
+
+    async def note(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=event["text"])
+
+
+async def test_connected_consumer_channel_is_listed_and_receives(
+    memory_layer: InMemoryChannelLayer,
+) -> None:
+    communicator = WebsocketCommunicator(Quiet.as_asgi(), "/")
+    assert (await communicator.connect())[0]
+    # What Channels users' tests do: take the name from layer.channels.
+    channel = next(iter(memory_layer.channels))
+    await memory_layer.send(channel, {"type": "note", "text": "found you"})
+    assert await communicator.receive_from() == "found you"
+    await memory_layer.send(channel, {"type": "note", "text": "again"})
+    assert await communicator.receive_from() == "again"
+    await communicator.disconnect()
+    assert memory_layer.channels == {}
+
+
+async def test_bad_message_on_listed_channel_raises_channels_error(
+    memory_layer: InMemoryChannelLayer,
+) -> None:
+    communicator = WebsocketCommunicator(Quiet.as_asgi(), "/")
+    assert (await communicator.connect())[0]
+    channel = next(iter(memory_layer.channels))
+    await memory_layer.send(channel, {"type": "_note", "text": "private"})
+    with pytest.raises(
+        ValueError, match=r"Malformed type in message \(leading underscore\)"
+    ):
+        await communicator.receive_from()
+
+
+class ForeignLayer(InMemoryChannelLayer):
+    """A layer that is not achannels' own: its receive() is its own code."""
+
+    events: list[str]
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.events = []
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        self.events.append("receive")
+        return await super().receive(channel)
+
+    async def group_add(self, group: str, channel: str) -> None:
+        self.events.append("group_add")
+        await super().group_add(group, channel)
+
+
+async def test_foreign_layer_is_received_from_before_connect_runs() -> None:
+    from achannels.layers import channel_layers
+
+    class Joins(AsyncWebsocketConsumer):
+        groups = ["room"]
+
+    layer = ForeignLayer()
+    previous = channel_layers.set("default", layer)
+    try:
+        communicator = WebsocketCommunicator(Joins.as_asgi(), "/")
+        assert (await communicator.connect())[0]
+        # As with Channels: receive() at consumer start, then the handshake.
+        assert layer.events[:2] == ["receive", "group_add"]
+        await communicator.disconnect()
+    finally:
+        if previous is None:
+            channel_layers.backends.pop("default", None)
+        else:
+            channel_layers.set("default", previous)
+
+
+# One consumer instance used as the application for several connections
+
+
+class Remembers(AsyncWebsocketConsumer):
+    groups = ["lobby"]
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.send(text_data=self.channel_name)
+
+    async def lobby_news(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=event["text"])
+
+
+async def test_consumer_instance_starts_each_connection_fresh(
+    memory_layer: InMemoryChannelLayer,
+) -> None:
+    app = Remembers()
+    names = []
+    for round_ in range(3):
+        communicator = WebsocketCommunicator(app, "/")
+        assert await communicator.connect() == (True, None)
+        name = await communicator.receive_from()
+        names.append(name)
+        assert list(memory_layer.groups["lobby"]) == [name]
+        await memory_layer.group_send("lobby", {"type": "lobby.news", "text": "hi"})
+        assert await communicator.receive_from() == "hi"
+        # A frame after the previous connection's disconnect still dispatches.
+        await communicator.send_to(text_data=f"round {round_}")
+        assert await communicator.receive_nothing() is True
+        await communicator.disconnect()
+        assert memory_layer.groups == {}
+    assert len(set(names)) == 3

@@ -73,8 +73,11 @@ async def test_consumer_that_never_reads_channel_name_runs_no_extra_task(
     assert await communicator.receive_from() == "hi"
     # The communicator's own task for the application, nothing more.
     assert len(asyncio.all_tasks()) == before + 1
-    assert memory_layer.channels == {}
+    # Its channel is listed, as in Channels, without a task receiving on it.
+    (channel,) = memory_layer.channels
+    assert memory_layer.channels[channel].empty()
     await communicator.disconnect()
+    assert memory_layer.channels == {}
 
 
 @pytest.mark.parametrize("consumer", [Announcer, SyncAnnouncer])

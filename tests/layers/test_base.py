@@ -56,7 +56,8 @@ def test_invalid_channel_names_say_what_is_allowed(
     with pytest.raises(TypeError) as info:
         layer.require_valid_channel_name(name)
     message = str(info.value)
-    assert message.startswith(f"Invalid channel name {name!r}")
+    assert message.startswith(layer.invalid_name_error.format("Channel"))
+    assert f"Invalid channel name {name!r}" in message
     assert "ASCII letters, digits, '-', '_' or '.'" in message
     assert "'!'" in message
     assert "fewer than 100 characters" in message
@@ -70,7 +71,7 @@ def test_channel_name_of_100_characters_is_too_long(layer: BaseChannelLayer) -> 
 def test_huge_name_is_shortened_in_the_error(layer: BaseChannelLayer) -> None:
     with pytest.raises(TypeError) as info:
         layer.require_valid_channel_name("x" * 100_000)
-    assert len(str(info.value)) < 300
+    assert len(str(info.value)) < 450
     assert "100000 characters" in str(info.value)
 
 
@@ -80,15 +81,18 @@ def test_non_str_channel_name_names_its_type(
 ) -> None:
     with pytest.raises(TypeError) as info:
         layer.require_valid_channel_name(name)
-    assert str(info.value).startswith(
-        f"Channel name must be a str, got {type(name).__name__}"
-    )
+    assert str(info.value).startswith(layer.invalid_name_error.format("Channel"))
+    assert f"Channel name must be a str, got {type(name).__name__}" in str(info.value)
 
 
 def test_receive_on_specific_name_must_end_at_bang(layer: BaseChannelLayer) -> None:
     assert layer.require_valid_channel_name("specific.abc!", receive=True)
     assert layer.require_valid_channel_name("plain.name", receive=True)
-    with pytest.raises(TypeError, match=r"must end at the '!' \(receive on 'a!'\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"^Specific channel names in receive\(\) must end at the !: "
+        r"got 'a!b', receive on 'a!'$",
+    ):
         layer.require_valid_channel_name("a!b", receive=True)
     # Without receive=True the full specific name is a valid target.
     assert layer.require_valid_channel_name("a!b")
@@ -107,7 +111,8 @@ def test_invalid_group_names_raise_type_error(
 ) -> None:
     with pytest.raises(TypeError) as info:
         layer.require_valid_group_name(name)
-    assert str(info.value).startswith(f"Invalid group name {name!r}")
+    assert str(info.value).startswith(layer.invalid_name_error.format("Group"))
+    assert f"Invalid group name {name!r}" in str(info.value)
     assert "fewer than 100" in str(info.value)
 
 
@@ -115,13 +120,17 @@ def test_group_name_rejects_exact_design_message(layer: BaseChannelLayer) -> Non
     with pytest.raises(TypeError) as info:
         layer.require_valid_group_name("a*")
     assert str(info.value) == (
+        "Group name must be a valid unicode string with length < 100 containing "
+        "only ASCII alphanumerics, hyphens, underscores, or periods. "
         "Invalid group name 'a*': use ASCII letters, digits, '-', '_' or '.', "
         "fewer than 100 characters"
     )
 
 
 def test_non_str_group_name_names_its_type(layer: BaseChannelLayer) -> None:
-    with pytest.raises(TypeError, match=r"^Group name must be a str, got int 5$"):
+    with pytest.raises(
+        TypeError, match=r"periods\. Group name must be a str, got int 5$"
+    ):
         layer.require_valid_group_name(5)
 
 
@@ -246,3 +255,49 @@ def test_base_layer_has_no_extensions(layer: BaseChannelLayer) -> None:
     assert layer.MAX_NAME_LENGTH == 100
     assert layer.expiry == 60
     assert layer.capacity == 100
+
+
+# Channels' wording and attributes, which tests and subclasses use
+
+
+@pytest.mark.parametrize(
+    ("kind", "check", "name"),
+    [
+        ("Group", "require_valid_group_name", "a" * 101),
+        ("Group", "require_valid_group_name", "bad name"),
+        ("Group", "require_valid_group_name", 42),
+        ("Channel", "require_valid_channel_name", "a" * 101),
+        ("Channel", "require_valid_channel_name", "bad name"),
+    ],
+)
+def test_name_errors_start_with_channels_invalid_name_error(
+    layer: BaseChannelLayer, kind: str, check: str, name: object
+) -> None:
+    expected = layer.invalid_name_error.format(kind)
+    assert expected.startswith(f"{kind} name must be a valid unicode string")
+    with pytest.raises(TypeError, match=expected) as raised:
+        getattr(layer, check)(name)
+    # Our detail follows: what arrived.
+    assert len(str(raised.value)) > len(expected)
+
+
+def test_name_regexes_are_anchored_for_match(layer: BaseChannelLayer) -> None:
+    # A subclass written for Channels calls .match(): it must see the whole name.
+    assert layer.channel_name_regex.match("abc def") is None
+    assert layer.group_name_regex.match("abc def") is None
+    assert layer.channel_name_regex.match("specific.abc!def") is not None
+    assert layer.group_name_regex.match("room-1\n") is None
+
+
+def test_valid_channel_names_refusal_is_also_an_assertion_error(
+    layer: BaseChannelLayer,
+) -> None:
+    with pytest.raises(AssertionError):
+        layer.valid_channel_names([])
+    with pytest.raises(TypeError):
+        layer.valid_channel_names("not a list")
+
+
+def test_non_dict_message_is_also_an_assertion_error(layer: BaseChannelLayer) -> None:
+    with pytest.raises(AssertionError):
+        layer.require_valid_message("text")

@@ -465,14 +465,17 @@ async def test_unreceived_message_expires(
     assert not layer.channels
 
 
-async def test_expired_messages_leave_channels_empty(
+async def test_expired_messages_leave_channels_empty_on_the_next_receive(
     layer: InMemoryChannelLayer, clock: Clock
 ) -> None:
     for number in range(50):
         await layer.send(f"c{number}", {"type": "m"})
     clock.advance(10)
+    # As in Channels: a send cleans nothing up; the next receive cleans all.
     await layer.send("fresh", {"type": "m"})
-    assert list(layer.channels) == ["fresh"]
+    assert len(layer.channels) == 51
+    assert await receive_within(layer, "fresh") == {"type": "m"}
+    assert list(layer.channels) == []
 
 
 async def test_expiry_frees_capacity(layer: InMemoryChannelLayer, clock: Clock) -> None:
@@ -562,6 +565,8 @@ async def test_expired_put_back_message_still_expires(
     assert layer.channels["c"].qsize() == 1
     clock.advance(10)
     await layer.send("other", {"type": "m"})
+    assert "c" in layer.channels  # a send cleans nothing up
+    await receive_within(layer, "other")
     assert "c" not in layer.channels
 
 
@@ -823,3 +828,75 @@ async def test_cross_thread_receiver_cancelled_before_delivery_loses_nothing() -
     assert not thread.is_alive()
     assert await receive_within(layer, "x") == {"type": "m"}
     assert not layer.channels
+
+
+# Channels' expiry timing and method names (packages wrap them in fixtures)
+
+
+async def test_send_leaves_expired_channels_listed_until_the_next_receive(
+    clock: Clock,
+) -> None:
+    layer = make_layer(clock, expiry=0.1)
+    await layer.send("test-channel-1", {"type": "message.1"})
+    clock.advance(0.2)
+    await layer.send("test-channel-2", {"type": "message.2"})
+    assert sorted(layer.channels) == ["test-channel-1", "test-channel-2"]
+    assert (await receive_within(layer, "test-channel-2"))["type"] == "message.2"
+    assert layer.channels == {}
+
+
+class RecordingLayer(InMemoryChannelLayer):
+    """What a package's fixture does: wrap Channels' private methods."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.calls: list[tuple[str, Any]] = []
+
+    def _clean_expired(self) -> None:
+        self.calls.append(("_clean_expired", None))
+        super()._clean_expired()
+
+    def _remove_from_groups(self, channel: str) -> None:
+        self.calls.append(("_remove_from_groups", channel))
+        super()._remove_from_groups(channel)
+
+
+async def test_receive_and_group_send_go_through_clean_expired(clock: Clock) -> None:
+    layer = RecordingLayer(expiry=10)
+    layer._clock = clock
+    await layer.send("c", {"type": "m"})
+    assert layer.calls == []  # a send cleans nothing, as in Channels
+    await receive_within(layer, "c")
+    assert layer.calls == [("_clean_expired", None)]
+    layer.calls.clear()
+    await layer.group_send("g", {"type": "m"})
+    assert layer.calls == [("_clean_expired", None)]
+
+
+async def test_expired_message_removes_its_channel_through_remove_from_groups(
+    clock: Clock,
+) -> None:
+    layer = RecordingLayer(expiry=10)
+    layer._clock = clock
+    await layer.group_add("g", "dead")
+    await layer.send("dead", {"type": "m"})
+    clock.advance(11)
+    await layer.group_send("g", {"type": "m"})
+    assert ("_remove_from_groups", "dead") in layer.calls
+    assert layer.groups == {}
+
+
+def test_channels_private_method_names_exist_with_channels_signatures() -> None:
+    import inspect
+
+    layer = InMemoryChannelLayer()
+    assert list(inspect.signature(layer._clean_expired).parameters) == []
+    assert list(inspect.signature(layer._remove_from_groups).parameters) == ["channel"]
+
+
+async def test_non_dict_message_refusal_is_also_an_assertion_error() -> None:
+    layer = InMemoryChannelLayer()
+    with pytest.raises(AssertionError):
+        await layer.send("c", "text")  # type: ignore[arg-type]
+    with pytest.raises(AssertionError):
+        await layer.group_send("g", ["text"])  # type: ignore[arg-type]

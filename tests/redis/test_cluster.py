@@ -86,9 +86,9 @@ def test_key_names_carry_hash_tags_only_on_a_cluster() -> None:
     clustered = RedisChannelLayer(hosts=[{"cluster": ["redis://a:7000"]}])
     # channels_redis's key names, unchanged on a single Redis (wire interop).
     assert single._key("specific.abc!") == "asgispecific.abc!"
-    assert single._group_key("room") == "asgi:group:room"
+    assert single._group_key("room") == b"asgi:group:room"  # bytes, as theirs
     assert clustered._key("specific.abc!") == "asgi{specific.abc!}"
-    assert clustered._group_key("room") == "asgi:group:{room}"
+    assert clustered._group_key("room") == b"asgi:group:{room}"
     # A channels_redis in-flight backup shares its channel's slot.
     key = clustered._key("specific.abc!")
     assert slot_of(key) == slot_of(key + "$inflight")

@@ -203,8 +203,9 @@ async def test_unserializable_value_is_refused_on_send_naming_the_key(
         await layer.group_send("room", {"type": "x", "items": [1, object()]})
     with pytest.raises(TypeError, match="must be dicts"):
         await layer.send(channel, ["not", "a", "dict"])  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="__asgi_channel__"):
+    with pytest.raises(ValueError, match="__asgi_channel__") as raised:
         await layer.send(channel, {"type": "x", "__asgi_channel__": "y"})
+    assert isinstance(raised.value, AssertionError)  # channels_redis asserts
     await layer.send(channel, {"type": "ok"})
     assert (await receive(layer, channel))["type"] == "ok"
 
@@ -311,6 +312,9 @@ async def test_receive_on_foreign_specific_channel_is_refused(
     channel = await other.new_channel()
     with pytest.raises(ValueError, match="new_channel"):
         await layer.receive(channel)
+    # channels_redis asserts "Wrong client prefix": its users catch this.
+    with pytest.raises(AssertionError):
+        await layer.receive("not-client-prefix!local_part")
 
 
 def test_hosts_must_be_a_list() -> None:
@@ -370,3 +374,16 @@ async def test_plain_channel_message_goes_to_a_process_that_still_waits(
         assert sorted(message["i"] for message in got) == [0, 1, 2]
     finally:
         await other_process.close()
+
+
+def test_group_key_is_channels_redis_bytes() -> None:
+    # channels_redis returns bytes here; code written for it compares them.
+    # (The key on the wire is unchanged: tests/redis/test_interop.py.)
+    assert RedisChannelLayer(prefix="p")._group_key("room") == b"p:group:room"
+    assert RedisChannelLayer()._group_key("room") == b"asgi:group:room"
+
+
+def test_non_str_prefix_is_a_type_error_and_an_assertion_error() -> None:
+    with pytest.raises(TypeError, match="prefix must be a str") as raised:
+        RedisChannelLayer(prefix=b"asgi")  # type: ignore[arg-type]
+    assert isinstance(raised.value, AssertionError)  # channels_redis asserts

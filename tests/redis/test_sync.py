@@ -124,3 +124,66 @@ def test_same_layer_used_by_several_event_loops_in_turn(
         assert [asyncio.run(round_trip(number)) for number in range(3)] == [0, 1, 2]
     finally:
         asyncio.run(layer.flush())
+
+
+def test_specific_channels_received_in_later_async_to_sync_calls() -> None:
+    # channels_redis's own sequence: channels made and sent to in one call
+    # each, close_pools() after every call, received in later calls. The
+    # first receive reads both messages from Redis; the second must still
+    # find its own after close_pools().
+    layer = RedisChannelLayer(hosts=[require_redis()], prefix=unique_prefix())
+    first = async_to_sync(layer.new_channel)()
+    second = async_to_sync(layer.new_channel)()
+
+    async def send_then_close(channel: str, n: int) -> None:
+        await layer.send(channel, {"type": "m", "n": n})
+        await layer.close_pools()
+
+    async def receive_then_close(channel: str) -> dict[str, Any]:
+        message = await asyncio.wait_for(layer.receive(channel), 5)
+        await layer.close_pools()
+        return message
+
+    async_to_sync(send_then_close)(first, 1)
+    async_to_sync(send_then_close)(second, 2)
+    assert async_to_sync(receive_then_close)(second) == {"type": "m", "n": 2}
+    assert async_to_sync(receive_then_close)(first) == {"type": "m", "n": 1}
+    async_to_sync(layer.flush)()
+
+
+def test_process_exits_while_a_sync_receive_still_waits() -> None:
+    # A sync caller abandoned in receive() (a test timeout, say): its
+    # async_to_sync worker thread must not keep the interpreter from exiting.
+    code = f"""
+        import signal, sys
+        from asgiref.sync import async_to_sync
+        from achannels.layers.redis import RedisChannelLayer
+
+        layer = RedisChannelLayer(
+            hosts=[{require_redis()!r}], prefix={unique_prefix()!r}
+        )
+        channel = async_to_sync(layer.new_channel)()
+
+        def give_up(signum, frame):
+            raise TimeoutError("gave up waiting")
+
+        signal.signal(signal.SIGALRM, give_up)
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        try:
+            async_to_sync(layer.receive)(channel)
+        except TimeoutError:
+            print("gave up", flush=True)
+    """
+    import subprocess
+    import sys
+    import textwrap
+
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.stdout.strip() == "gave up", result.stderr
+    assert result.returncode == 0, result.stderr

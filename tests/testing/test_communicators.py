@@ -11,9 +11,14 @@ from typing import Any, ClassVar
 import pytest
 
 from achannels._types import Message, Receive, Scope, Send
+from achannels.consumer import AsyncConsumer
 from achannels.exceptions import DenyConnection
 from achannels.generic.http import AsyncHttpConsumer
-from achannels.generic.websocket import AsyncWebsocketConsumer, JsonWebsocketConsumer
+from achannels.generic.websocket import (
+    AsyncJsonWebsocketConsumer,
+    AsyncWebsocketConsumer,
+    JsonWebsocketConsumer,
+)
 from achannels.layers import channel_layers
 from achannels.routing import ProtocolTypeRouter, URLRouter, path
 from achannels.testing import (
@@ -101,19 +106,34 @@ async def test_connect_returns_true_and_chosen_subprotocol() -> None:
     assert communicator.future.done()
 
 
-async def test_connect_returns_false_and_close_code_on_denial() -> None:
-    closes: list[Message] = []
+async def test_connect_returns_false_and_close_code_then_sends_nothing() -> None:
+    after: list[Message] = []
 
     async def deny(scope: Scope, receive: Receive, send: Send) -> None:
         await receive()
         await send({"type": "websocket.close", "code": 4403})
-        closes.append(await receive())
+        after.append(await receive())
 
     communicator = WebsocketCommunicator(deny, "/")
     assert await communicator.connect() == (False, 4403)
-    # Told of the disconnect as uvicorn does, so the application ended.
-    assert closes == [{"type": "websocket.disconnect", "code": 1006}]
-    assert communicator.future.done()
+    # As in Channels: connect() tells the application nothing more...
+    assert await communicator.receive_nothing() is True
+    assert after == []
+    # ...and the test's disconnect() delivers the disconnect.
+    await communicator.disconnect(code=1006)
+    assert after == [{"type": "websocket.disconnect", "code": 1006}]
+
+
+async def test_connect_close_needs_no_disconnect_handler() -> None:
+    # A consumer with only websocket_connect (Channels tests have them):
+    # connect() must not make it dispatch a websocket.disconnect it cannot
+    # handle.
+    class CloseOnly(AsyncConsumer):
+        async def websocket_connect(self, message: Message) -> None:
+            await self.send({"type": "websocket.close", "code": 4001})
+
+    async with WebsocketCommunicator(CloseOnly.as_asgi(), "/") as communicator:
+        assert await communicator.connect() == (False, 4001)
 
 
 async def test_close_without_code_reads_as_1000() -> None:
@@ -186,6 +206,11 @@ async def test_send_to_needs_exactly_one_payload_of_the_right_type() -> None:
         await communicator.send_to(text_data=b"a")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="bytes_data must be bytes"):
         await communicator.send_to(bytes_data="a")  # type: ignore[arg-type]
+    # Channels asserts here: tests written for it catch AssertionError.
+    with pytest.raises(AssertionError):
+        await communicator.send_to()
+    with pytest.raises(AssertionError):
+        await communicator.send_to(bytes_data="a")  # type: ignore[arg-type]
 
 
 async def test_receive_from_a_close_is_an_assertion_error() -> None:
@@ -203,8 +228,13 @@ async def test_receive_from_times_out_with_asyncio_timeout_error_and_cancels() -
     with pytest.raises(asyncio.TimeoutError):
         await communicator.receive_from(timeout=0.05)
     assert communicator.future.cancelled()
-    # The communicator stays usable for the usual teardown.
-    await communicator.disconnect()
+    # As with asgiref's communicator (Channels' tests rely on it), what
+    # follows a timeout that cancelled the application raises CancelledError.
+    with pytest.raises(asyncio.CancelledError):
+        await communicator.disconnect()
+    with pytest.raises(asyncio.CancelledError):
+        await communicator.receive_from()
+    await communicator.wait()  # asgiref: a cancelled application has ended
 
 
 async def test_receive_nothing_true_when_silent_false_when_output_waits() -> None:
@@ -250,7 +280,7 @@ async def test_disconnect_sends_code_and_waits_for_the_end() -> None:
     assert communicator.future.done()
 
 
-async def test_disconnect_times_out_when_the_application_does_not_end() -> None:
+async def test_disconnect_cancels_an_application_that_does_not_end() -> None:
     async def stubborn(scope: Scope, receive: Receive, send: Send) -> None:
         await receive()
         await send({"type": "websocket.accept"})
@@ -259,8 +289,8 @@ async def test_disconnect_times_out_when_the_application_does_not_end() -> None:
 
     communicator = WebsocketCommunicator(stubborn, "/")
     await communicator.connect()
-    with pytest.raises(asyncio.TimeoutError):
-        await communicator.disconnect(timeout=0.05)
+    # asgiref's wait() (so Channels' disconnect()) cancels it and returns.
+    await communicator.disconnect(timeout=0.05)
     assert communicator.future.cancelled()
 
 
@@ -305,10 +335,9 @@ async def test_application_that_ended_without_output_times_out_at_once() -> None
     assert await communicator.receive_nothing() is True
 
 
-async def test_wait_times_out_and_cancels_a_running_application() -> None:
+async def test_wait_cancels_a_running_application_at_its_timeout() -> None:
     communicator = ApplicationCommunicator(ws_silent, {"type": "websocket"})
-    with pytest.raises(asyncio.TimeoutError):
-        await communicator.wait(timeout=0.05)
+    await communicator.wait(timeout=0.05)
     assert communicator.future.cancelled()
 
 
@@ -370,27 +399,29 @@ async def test_http_communicator_returns_status_headers_and_joined_body() -> Non
     }
 
 
-async def test_http_application_is_told_of_disconnect_after_the_response() -> None:
-    after: list[Message] = []
+async def test_http_get_response_sends_no_disconnect_after_the_response() -> None:
+    # Channels' HttpCommunicator sends the request and reads the response,
+    # nothing more: a consumer with only http_request must not be handed an
+    # http.disconnect it has no handler for.
+    class RequestOnly(AsyncConsumer):
+        async def http_request(self, message: Message) -> None:
+            await self.send({"type": "http.response.start", "status": 200})
+            await self.send({"type": "http.response.body", "body": b"ok"})
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await receive()
-        await send({"type": "http.response.start", "status": 200})
-        await send({"type": "http.response.body"})
-        after.append(await receive())
-
-    communicator = HttpCommunicator(app, "GET", "/")
-    assert await communicator.get_response() == {
-        "status": 200,
-        "headers": [],
-        "body": b"",
-    }
-    assert after == [{"type": "http.disconnect"}]
-    assert communicator.future.done()
+    async with HttpCommunicator(RequestOnly.as_asgi(), "GET", "/") as communicator:
+        assert await communicator.get_response() == {
+            "status": 200,
+            "headers": [],
+            "body": b"ok",
+        }
+        assert await communicator.receive_nothing() is True
+        assert not communicator.future.done()
 
 
 def test_http_communicator_body_must_be_bytes() -> None:
     with pytest.raises(TypeError, match="body must be bytes"):
+        HttpCommunicator(http_app, "GET", "/", body="text")  # type: ignore[arg-type]
+    with pytest.raises(AssertionError):  # Channels asserts
         HttpCommunicator(http_app, "GET", "/", body="text")  # type: ignore[arg-type]
 
 
@@ -505,9 +536,11 @@ async def test_consumer_denials_read_as_close_code_or_http_status() -> None:
     assert await teapot.connect() == (False, 418)
     assert teapot.http_response is not None
     assert teapot.http_response["body"] == b"short and stout"
-    # Both consumers were told the connection is gone and have ended.
+    # The HTTP denial ended its consumer; the close waits for disconnect().
+    assert RoomConsumer.disconnect_codes == [1006]
+    assert teapot.future.done() and not denied.future.done()
+    await denied.disconnect(code=1006)
     assert RoomConsumer.disconnect_codes == [1006, 1006]
-    assert denied.future.done() and teapot.future.done()
 
 
 async def test_sync_json_consumer_round_trip_with_route_kwargs() -> None:
@@ -535,3 +568,47 @@ async def test_unrouted_path_raises_from_connect() -> None:
     communicator = WebsocketCommunicator(application(), "/nowhere/")
     with pytest.raises(ValueError, match="No route found for path 'nowhere/'"):
         await communicator.connect()
+
+
+# --- Handler errors, as a Channels test sees them ------------------------------
+
+
+class FailsOnFrame(AsyncWebsocketConsumer):
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None
+    ) -> None:
+        raise ValueError(f"cannot handle {text_data!r}")
+
+
+class JsonEcho(AsyncJsonWebsocketConsumer):
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        await self.send_json(content)
+
+
+async def test_handler_error_raises_from_receive_from_without_a_close_frame() -> None:
+    # Through a server the client gets a 1011 close (tests/core); a Channels
+    # test expects the handler's error here, and no frame before it.
+    communicator = WebsocketCommunicator(FailsOnFrame.as_asgi(), "/")
+    assert await communicator.connect() == (True, None)
+    await communicator.send_to(text_data="boom")
+    with pytest.raises(ValueError, match="cannot handle 'boom'"):
+        await communicator.receive_from()
+
+
+async def test_bad_json_raises_value_error_from_receive_from() -> None:
+    communicator = WebsocketCommunicator(JsonEcho.as_asgi(), "/")
+    assert await communicator.connect() == (True, None)
+    await communicator.send_json_to({"ok": 1})
+    assert await communicator.receive_json_from() == {"ok": 1}
+    await communicator.send_to(bytes_data=b"w\0\0\0")
+    with pytest.raises(ValueError):
+        await communicator.receive_from()
+
+
+async def test_sync_json_bad_frame_raises_value_error_from_wait() -> None:
+    communicator = WebsocketCommunicator(application(), "/json/")
+    assert await communicator.connect() == (True, None)
+    await communicator.send_to(text_data="{not json")
+    with pytest.raises(ValueError):
+        await communicator.wait()
+    assert communicator.output_queue.empty()

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .._errors import InvalidBody
+from .._submodules import django_db_names
 from .._types import Message
 from ..consumer import AsyncConsumer
 from ..exceptions import StopConsumer
@@ -46,9 +48,10 @@ class AsyncHttpConsumer(AsyncConsumer):
 
     async def send_body(self, body: bytes, *, more_body: bool = False) -> None:
         """Send a chunk of the response body; ``more_body=True`` keeps the
-        response open for more chunks (streaming)."""
+        response open for more chunks (streaming). A body that is not bytes
+        raises ``TypeError``, also an ``AssertionError`` (Channels asserts)."""
         if not isinstance(body, bytes | bytearray | memoryview):
-            raise TypeError(f"Body must be bytes, got {type(body).__name__}")
+            raise InvalidBody(f"Body must be bytes, got {type(body).__name__}")
         await self.send(
             {"type": "http.response.body", "body": body, "more_body": more_body}
         )
@@ -87,3 +90,8 @@ class AsyncHttpConsumer(AsyncConsumer):
         if not self._disconnected:
             self._disconnected = True
             await self.disconnect()
+
+
+# Channels' module also offers aclose_old_connections (Django-only: loaded
+# on first use).
+__getattr__ = django_db_names(__name__)

@@ -8,8 +8,10 @@ Beyond Channels:
   response where the server supports the ``websocket.http.response``
   extension (uvicorn, hypercorn), and with a plain close (403) elsewhere.
 - JSON consumers close with 1007 on a frame that is not valid JSON text,
-  then raise the ``ValueError`` Channels raises.
-- A handler error closes with 1011, sends to a gone client are dropped, and
+  then raise the ``ValueError`` Channels raises (the test communicators
+  show only the error, as with Channels).
+- A handler error closes with 1011 (the test communicators show only the
+  error, as with Channels), sends to a gone client are dropped, and
   ``disconnect()`` runs on every exit once ``connect()`` went through (see
   ``generic/_websocket_edge.py``); as in Channels, not after it raised.
 """
@@ -22,12 +24,15 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
+from .._submodules import django_db_names
 from .._types import Message
 from ..consumer import AsyncConsumer, SyncConsumer
 from ..exceptions import AcceptConnection, DenyConnection, StopConsumer
+from ..exceptions import InvalidChannelLayerError as InvalidChannelLayerError
 from ._websocket_edge import (
     CLOSE_INVALID_PAYLOAD,
     CLOSE_MESSAGE_TOO_BIG,
+    FailureClose,
     WebsocketEdge,
     accept_event,
     close_event,
@@ -136,12 +141,12 @@ class JsonWebsocketConsumer(WebsocketConsumer):
         **kwargs: Any,
     ) -> None:
         if text_data is None:
-            self.close(CLOSE_INVALID_PAYLOAD)
+            self.base_send(FailureClose(CLOSE_INVALID_PAYLOAD))
             raise ValueError(NO_JSON_TEXT)
         try:
             content = self.decode_json(text_data)
         except ValueError:
-            self.close(CLOSE_INVALID_PAYLOAD)
+            self.base_send(FailureClose(CLOSE_INVALID_PAYLOAD))
             raise
         self.receive_json(content, **kwargs)
 
@@ -259,12 +264,12 @@ class AsyncJsonWebsocketConsumer(AsyncWebsocketConsumer):
         **kwargs: Any,
     ) -> None:
         if text_data is None:
-            await self.close(CLOSE_INVALID_PAYLOAD)
+            await self.base_send(FailureClose(CLOSE_INVALID_PAYLOAD))
             raise ValueError(NO_JSON_TEXT)
         try:
             content = await self.decode_json(text_data)
         except ValueError:
-            await self.close(CLOSE_INVALID_PAYLOAD)
+            await self.base_send(FailureClose(CLOSE_INVALID_PAYLOAD))
             raise
         await self.receive_json(content, **kwargs)
 
@@ -282,3 +287,8 @@ class AsyncJsonWebsocketConsumer(AsyncWebsocketConsumer):
     @classmethod
     async def encode_json(cls, content: Any) -> str:
         return json.dumps(content)
+
+
+# Channels' module also offers aclose_old_connections (Django-only: loaded
+# on first use).
+__getattr__ = django_db_names(__name__)

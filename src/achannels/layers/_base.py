@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeAlias
 
+from .._errors import InvalidChannelNames, MessageNotDict
 from .._types import Message
 
 __all__ = [
@@ -37,10 +38,11 @@ ChannelCapacity: TypeAlias = (
 CapacityPatterns: TypeAlias = list[tuple[re.Pattern[str], int]]
 
 _NAME_CHARS = "ASCII letters, digits, '-', '_' or '.'"
-# re.ASCII keeps ``\w``/``\d`` to ASCII, and fullmatch() refuses the trailing
-# newline that ``$`` would let through: Channels accepted both by accident.
-_CHANNEL_NAME = re.compile(r"[a-zA-Z\d\-_.]+(![\w\-.]*)?", re.ASCII)
-_GROUP_NAME = re.compile(r"[a-zA-Z\d\-_.]+", re.ASCII)
+# Anchored as Channels' are, so a subclass calling .match() gets the same
+# answer as .fullmatch(); re.ASCII keeps ``\w``/``\d`` to ASCII, and ``\Z``
+# refuses the trailing newline that Channels' ``$`` let through by accident.
+_CHANNEL_NAME = re.compile(r"^[a-zA-Z\d\-_.]+(![\w\-.]*)?\Z", re.ASCII)
+_GROUP_NAME = re.compile(r"^[a-zA-Z\d\-_.]+\Z", re.ASCII)
 
 
 class KnownNames(set[str]):
@@ -110,6 +112,14 @@ class BaseChannelLayer:
 
     channel_name_regex = _CHANNEL_NAME
     group_name_regex = _GROUP_NAME
+    #: The start of every name error, formatted with ``"Channel"`` or
+    #: ``"Group"`` (Channels' attribute and wording; tests match on it). Our
+    #: detail about the name that arrived follows it.
+    invalid_name_error = (
+        "{} name must be a valid unicode string "
+        f"with length < {MAX_NAME_LENGTH} "
+        "containing only ASCII alphanumerics, hyphens, underscores, or periods."
+    )
 
     def __init__(
         self,
@@ -210,22 +220,26 @@ class BaseChannelLayer:
         """
         problem = self._name_problem("Channel", name)
         if problem is not None:
-            raise TypeError(problem)
+            raise self._name_error("Channel", problem)
         assert isinstance(name, str)
         if self.channel_name_regex.fullmatch(name) is None:
-            raise TypeError(
+            raise self._name_error(
+                "Channel",
                 f"Invalid channel name {shown(name)}: use {_NAME_CHARS}, "
                 "optionally followed by one '!' and a process-local part of "
                 f"the same characters, fewer than {self.MAX_NAME_LENGTH} "
-                "characters in all"
+                "characters in all",
             )
         if receive and "!" in name and not name.endswith("!"):
             raise TypeError(
-                f"Invalid channel name {shown(name)} for receive(): a "
-                "process-specific name must end at the '!' (receive on "
-                f"{shown(self.non_local_name(name))})"
+                "Specific channel names in receive() must end at the !: "
+                f"got {shown(name)}, receive on "
+                f"{shown(self.non_local_name(name))}"
             )
         return True
+
+    def _name_error(self, kind: str, detail: str) -> TypeError:
+        return TypeError(f"{self.invalid_name_error.format(kind)} {detail}")
 
     def require_valid_group_name(self, name: object) -> bool:
         """Return ``True`` if ``name`` is a valid group name: fewer than 100
@@ -233,21 +247,22 @@ class BaseChannelLayer:
         :class:`TypeError` saying what arrived and what is allowed."""
         problem = self._name_problem("Group", name)
         if problem is not None:
-            raise TypeError(problem)
+            raise self._name_error("Group", problem)
         assert isinstance(name, str)
         if self.group_name_regex.fullmatch(name) is None:
-            raise TypeError(
+            raise self._name_error(
+                "Group",
                 f"Invalid group name {shown(name)}: use {_NAME_CHARS}, "
-                f"fewer than {self.MAX_NAME_LENGTH} characters"
+                f"fewer than {self.MAX_NAME_LENGTH} characters",
             )
         return True
 
     def valid_channel_names(self, names: object, receive: bool = False) -> bool:
         """Return ``True`` if ``names`` is a non-empty list of valid channel
-        names. Raises :class:`TypeError` otherwise (Channels used ``assert``,
-        which ``python -O`` turns off)."""
+        names. Raises :class:`TypeError` otherwise, which is also an
+        ``AssertionError`` (Channels asserts)."""
         if not isinstance(names, list) or not names:
-            raise TypeError(
+            raise InvalidChannelNames(
                 "names must be a non-empty list of channel names, got "
                 f"{type(names).__name__} {shown(names)}"
             )
@@ -283,9 +298,10 @@ class BaseChannelLayer:
 
     def require_valid_message(self, message: object) -> bool:
         """Return ``True`` if ``message`` can be sent: it must be a ``dict``.
-        Raises :class:`TypeError` naming the type that arrived."""
+        Raises :class:`TypeError` naming the type that arrived, which is also
+        an ``AssertionError`` (Channels asserts)."""
         if not isinstance(message, dict):
-            raise TypeError(
+            raise MessageNotDict(
                 f"Channel layer messages must be dicts, got "
                 f"{type(message).__name__} {shown(message)}"
             )

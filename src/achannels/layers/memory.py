@@ -42,6 +42,12 @@ logger = logging.getLogger(__name__)
 
 _LETTERS = string.ascii_letters
 
+#: Above this many channels, ``send`` cleans up expired messages too (below
+#: it, as in Channels, only ``receive`` and ``group_send`` do, and tests see
+#: expired channels stay listed until then): a process that only sends to
+#: channels nobody reads any more must not grow without bound.
+SEND_CLEANS_ABOVE = 1000
+
 
 class _Shared:
     """One ``group_send`` snapshot queued for many channels; every receiver
@@ -74,7 +80,7 @@ class _ChannelQueue:
     nobody waits.
     """
 
-    __slots__ = ("capacity", "messages", "waiters")
+    __slots__ = ("capacity", "messages", "waiters", "wake")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -83,6 +89,13 @@ class _ChannelQueue:
         #: Futures of waiting receivers, first come first served; created on
         #: first wait (most queues never have a waiter).
         self.waiters: list[asyncio.Future[Message | _Shared]] | None = None
+        #: Called once when a message is queued: a consumer that has not
+        #: started its listener yet (see ``_watch_channel``).
+        self.wake: Callable[[], None] | None = None
+
+    def idle(self) -> bool:
+        """Nothing queued, nobody waiting, no consumer watching."""
+        return not self.messages and not self.waiters and self.wake is None
 
     def qsize(self) -> int:
         return len(self.messages)
@@ -120,9 +133,14 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
     loop that awaits them.
 
     :attr:`channels` maps each channel that has pending messages or waiting
-    receivers to its queue; :attr:`groups` maps each group to
-    ``{channel name: time.monotonic() of its last group_add}``. Empty channels
-    and groups are removed.
+    receivers, and the channel of every running consumer, to its queue;
+    :attr:`groups` maps each group to ``{channel name: time.monotonic() of
+    its last group_add}``. Empty channels and groups are removed.
+
+    Expired messages are dropped when a channel is received from or a group
+    sent to (``_clean_expired``, as in Channels); a ``send`` drops them only
+    on a full channel (rather than refusing a message for expired ones) or
+    when the layer holds more than ``SEND_CLEANS_ABOVE`` channels.
 
     Differences from Channels: ``channel_capacity`` works; two receivers on
     one channel never lose a message; a cancelled ``receive`` leaves nothing
@@ -183,13 +201,14 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
 
     # Time and expiry
 
-    def _now(self) -> float:
-        """Return the clock's time after dropping whatever expired by then."""
+    def _clean_expired(self) -> None:
+        """Drop the messages and group memberships that have expired; a
+        channel that had a message expire leaves all its groups (Channels'
+        name and role: ``receive`` and ``group_send`` call it first)."""
         now = self._clock()
         deadlines = self._deadlines
         if (deadlines and deadlines[0][0] <= now) or now >= self._group_check_at:
             self._expire(now)
-        return now
 
     def _expire(self, now: float) -> None:
         deadlines = self._deadlines
@@ -209,10 +228,10 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
                 expired = True
             if messages:
                 self._schedule(name, messages[0][0])
-            elif not queue.waiters:
+            elif queue.idle():
                 del self.channels[name]
             if expired:
-                self._leave_all_groups(name)
+                self._remove_from_groups(name)
 
         if now >= self._group_check_at:
             memberships = self._memberships
@@ -245,23 +264,33 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
         if message.__class__ is not dict:
             self.require_valid_message(message)
         item, _ = snapshot_message(message)
-        now = self._now()
-        queue = self.channels.get(channel)
+        channels = self.channels
+        if len(channels) > SEND_CLEANS_ABOVE:
+            self._clean_expired()
+        queue = channels.get(channel)
         if queue is None:
-            queue = self.channels[channel] = _ChannelQueue(self.get_capacity(channel))
+            queue = channels[channel] = _ChannelQueue(self.get_capacity(channel))
         elif queue.waiters and self._hand_off(
             channel, queue, item, asyncio.get_running_loop()
         ):
             return
         if len(queue.messages) >= queue.capacity:
+            # Full of expired messages, maybe (Channels would refuse then).
+            self._clean_expired()
+            queue = channels.get(channel) or channels.setdefault(
+                channel, _ChannelQueue(self.get_capacity(channel))
+            )
+        if len(queue.messages) >= queue.capacity:
             raise ChannelFull(
                 f"Channel {channel!r} already holds {queue.capacity} messages (its "
                 "capacity): its consumer is not receiving fast enough"
             )
-        deadline = now + self.expiry
+        deadline = self._clock() + self.expiry
         queue.messages.append((deadline, item))
         if channel not in self._scheduled:
             self._schedule(channel, deadline)
+        if queue.wake is not None:
+            self._wake(queue)
 
     async def receive(self, channel: str) -> Message:
         """Return the next message on ``channel``, waiting for one if need be.
@@ -274,13 +303,13 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
         """
         if channel.__class__ is not str or channel not in self._known_channels:
             self._known_channels.learn(channel)
-        self._now()
+        self._clean_expired()
         queue = self.channels.get(channel)
         if queue is None:
             queue = self.channels[channel] = _ChannelQueue(self.get_capacity(channel))
         elif queue.messages:
             _, item = queue.messages.popleft()
-            if not queue.messages and not queue.waiters:
+            if queue.idle():
                 del self.channels[channel]
             return _own(item)
         loop = asyncio.get_running_loop()
@@ -296,7 +325,7 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
                 waiters = queue.waiters
                 if future in waiters:  # else a sender already skipped it
                     waiters.remove(future)
-                if not waiters and not queue.messages:
+                if queue.idle():
                     if self.channels.get(channel) is queue:
                         del self.channels[channel]
             else:
@@ -304,7 +333,7 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
                 # received, so it goes back for the next receiver.
                 self._put_back(channel, future.result(), loop)
             raise
-        if not queue.waiters and not queue.messages:
+        if queue.idle():
             if self.channels.get(channel) is queue:
                 del self.channels[channel]
         return _own(item)
@@ -369,6 +398,42 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
             if not self._hand_off(channel, queue, item, loop):
                 messages.appendleft((deadline, item))
                 break
+        if messages and queue.wake is not None:
+            self._wake(queue)
+
+    @staticmethod
+    def _wake(queue: _ChannelQueue) -> None:
+        wake = queue.wake
+        queue.wake = None
+        if wake is not None:
+            wake()
+
+    def _watch_channel(
+        self, channel: str, wake: Callable[[], None]
+    ) -> Callable[[], None]:
+        """List ``channel`` in :attr:`channels` now and call ``wake()`` when
+        the first message is queued on it; return the undo.
+
+        A consumer calls this as it starts, so its channel is listed from
+        the start as in Channels (whose consumers wait on it at once), while
+        its listener task starts only when the channel is used."""
+        queue = self.channels.get(channel)
+        if queue is None:
+            queue = self.channels[channel] = _ChannelQueue(self.get_capacity(channel))
+        queue.wake = wake
+        if queue.messages:
+            self._wake(queue)
+
+        def unwatch() -> None:
+            current = self.channels.get(channel)
+            if current is None:
+                return
+            if current.wake is wake:
+                current.wake = None
+            if current.idle():
+                del self.channels[channel]
+
+        return unwatch
 
     async def new_channel(self, prefix: str = "specific.") -> str:
         """Return a new unique process-specific channel name,
@@ -389,7 +454,7 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
         waiting keep waiting and get the next message sent to them."""
         for name, queue in list(self.channels.items()):
             queue.messages.clear()
-            if not queue.waiters:
+            if queue.idle():
                 del self.channels[name]
         self.groups.clear()
         self._deadlines.clear()
@@ -413,7 +478,7 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
         an invalid name."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        now = self._now()
+        now = self._clock()
         members = self.groups.get(group)
         if members is None:
             members = self.groups[group] = {}
@@ -435,7 +500,6 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
         member. Raises :class:`TypeError` for an invalid name."""
         self.require_valid_channel_name(channel)
         self.require_valid_group_name(group)
-        self._now()
         if self._memberships.pop((group, channel), None) is not None:
             self._unlink(group, channel)
 
@@ -453,7 +517,8 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
         if message.__class__ is not dict:
             self.require_valid_message(message)
         snapshot, flat = snapshot_message(message)
-        now = self._now()
+        self._clean_expired()
+        now = self._clock()
         members = self.groups.get(group)
         if not members:
             return
@@ -475,6 +540,8 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
             queue.messages.append((deadline, shared))
             if name not in scheduled:
                 self._schedule(name, deadline)
+            if queue.wake is not None:
+                self._wake(queue)
         if skipped:
             # full_log_interval may be set on the instance after it was made.
             self._full.interval = self.full_log_interval
@@ -484,7 +551,7 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
         """Return how many channels are in ``group`` (no message is sent).
         Raises :class:`TypeError` for an invalid group name."""
         self.require_valid_group_name(group)
-        self._now()
+        self._clean_expired()
         return len(self.groups.get(group, ()))
 
     def _unlink(self, group: str, channel: str) -> None:
@@ -501,7 +568,9 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
             if not groups:
                 del self._channel_groups[channel]
 
-    def _leave_all_groups(self, channel: str) -> None:
+    def _remove_from_groups(self, channel: str) -> None:
+        """Remove ``channel`` from every group (Channels' name: used when a
+        message on it expires)."""
         for group in self._channel_groups.pop(channel, ()):
             self._memberships.pop((group, channel), None)
             members = self.groups.get(group)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .._errors import InvalidBody
 from .._types import ASGIApp, Scope
 from ._scope import normalize_headers, split_path
 from .application import ApplicationCommunicator
@@ -17,7 +18,9 @@ class HttpCommunicator(ApplicationCommunicator):
 
     The scope is Channels 4.3's (``type`` ``"http"``, ``http_version`` 1.1,
     ``method`` uppercased, ``path`` decoded, ``query_string``, ``headers``)
-    plus ``raw_path``; header names are lowercased bytes. The request body is
+    plus ``raw_path``; header names are lowercased bytes. A body that is not
+    bytes raises a ``TypeError`` that is also an ``AssertionError`` (Channels
+    asserts). The request body is
     sent as one ``http.request`` message; for chunked requests drive an
     ``ApplicationCommunicator`` directly.
     """
@@ -31,7 +34,7 @@ class HttpCommunicator(ApplicationCommunicator):
         headers: Iterable[Sequence[str | bytes]] | None = None,
     ):
         if not isinstance(body, bytes):
-            raise TypeError(f"body must be bytes, got {type(body)}")
+            raise InvalidBody(f"body must be bytes, got {type(body)}")
         scope: Scope = {
             "type": "http",
             "http_version": "1.1",
@@ -48,10 +51,10 @@ class HttpCommunicator(ApplicationCommunicator):
 
         Streamed bodies (``more_body``) are joined; other keys of the
         ``http.response.start`` message (e.g. ``trailers``) are kept, as in
-        Channels. Once the response is complete the application is told
-        ``http.disconnect``, as a server would, and given ``timeout`` seconds
-        to return. Raises ``asyncio.TimeoutError`` when a message takes longer
-        than ``timeout``, the application's exception if it fails, and
+        Channels. As in Channels, nothing is sent after the request: the
+        application is not told ``http.disconnect``. Raises
+        ``asyncio.TimeoutError`` when a message takes longer than
+        ``timeout``, the application's exception if it fails, and
         ``AssertionError`` for out-of-order response messages.
         """
         if not self.sent_request:
@@ -75,8 +78,6 @@ class HttpCommunicator(ApplicationCommunicator):
             body += data
             if not chunk.get("more_body", False):
                 break
-        await self.send_input({"type": "http.disconnect"})
-        await self._wait_ended(timeout)
         response = {key: value for key, value in start.items() if key != "type"}
         response.setdefault("headers", [])
         response["body"] = bytes(body)

@@ -33,6 +33,7 @@ from django.db import connections
 from django.test.testcases import TransactionTestCase
 from django.test.utils import modify_settings
 
+from ..routing import get_default_application as get_default_application
 from ._live_server import CONFIG_ENV
 
 __all__ = ["ChannelsLiveServerTestCase", "LiveServer"]

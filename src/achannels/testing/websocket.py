@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .._errors import InvalidFrame, InvalidFrameType
 from .._types import ASGIApp, Message, Scope
 from ._scope import normalize_headers, split_path
 from .application import ApplicationCommunicator
@@ -57,10 +59,12 @@ class WebsocketCommunicator(ApplicationCommunicator):
         """Send ``websocket.connect``; return ``(True, subprotocol)`` on accept.
 
         On a close before accept return ``(False, code)`` (1000 when the close
-        has no code); on an HTTP denial return ``(False, status)`` and keep the
-        response in ``http_response``. A denied application is then told
-        ``websocket.disconnect`` (code 1006, as uvicorn does) and given
-        ``timeout`` seconds to end, so no task outlives the test. Raises
+        has no code); nothing more is sent, as in Channels, so the
+        application still waits for its ``websocket.disconnect``
+        (``disconnect()`` sends it). On an HTTP denial return
+        ``(False, status)`` and keep the response in ``http_response``; that
+        application is then told ``websocket.disconnect`` (code 1006, as
+        uvicorn does) and given ``timeout`` seconds to end. Raises
         ``asyncio.TimeoutError`` if the application answers nothing within
         ``timeout``, its exception if it fails, ``AssertionError`` if it
         answers with another message type.
@@ -72,18 +76,26 @@ class WebsocketCommunicator(ApplicationCommunicator):
             self.response_headers = response.get("headers", [])
             return True, response.get("subprotocol")
         if kind == "websocket.close":
-            result: tuple[bool, Any] = (False, response.get("code", 1000))
-        elif kind == "websocket.http.response.start":
-            self.http_response = await self._receive_http_response(response, timeout)
-            result = (False, self.http_response["status"])
-        else:
+            return (False, response.get("code", 1000))
+        if kind != "websocket.http.response.start":
             raise AssertionError(
                 "Expected 'websocket.accept', 'websocket.close' or "
                 f"'websocket.http.response.start', but was {kind!r}"
             )
+        # Beyond Channels (whose connect() fails an assert here): an HTTP
+        # denial ends the handshake, and the server tells the application so.
+        self.http_response = await self._receive_http_response(response, timeout)
         await self.send_input({"type": "websocket.disconnect", "code": 1006})
         await self._wait_ended(timeout)
-        return result
+        return (False, self.http_response["status"])
+
+    async def _wait_ended(self, timeout: float) -> None:
+        """Give the application up to ``timeout`` s to end; raise what it
+        raised if it did."""
+        future = self.future
+        await asyncio.wait({future}, timeout=timeout)
+        if future.done() and not future.cancelled():
+            future.result()
 
     async def _receive_http_response(
         self, start: Message, timeout: float
@@ -111,17 +123,22 @@ class WebsocketCommunicator(ApplicationCommunicator):
         """Send one frame: exactly one of ``text_data`` or ``bytes_data``.
 
         Empty data is a frame too (``send_to(text_data="")``). Raises
-        ``ValueError`` for none or both, ``TypeError`` for a wrong type.
+        ``ValueError`` for none or both, ``TypeError`` for a wrong type; both
+        are also ``AssertionError`` (Channels asserts).
         """
         if (text_data is None) == (bytes_data is None):
-            raise ValueError("You must supply exactly one of text_data or bytes_data")
+            raise InvalidFrame("You must supply exactly one of text_data or bytes_data")
         if text_data is not None:
             if not isinstance(text_data, str):
-                raise TypeError(f"text_data must be a str, got {type(text_data)}")
+                raise InvalidFrameType(
+                    f"text_data must be a str, got {type(text_data)}"
+                )
             await self.send_input({"type": "websocket.receive", "text": text_data})
         else:
             if not isinstance(bytes_data, bytes):
-                raise TypeError(f"bytes_data must be bytes, got {type(bytes_data)}")
+                raise InvalidFrameType(
+                    f"bytes_data must be bytes, got {type(bytes_data)}"
+                )
             await self.send_input({"type": "websocket.receive", "bytes": bytes_data})
 
     async def send_json_to(self, data: Any) -> None:

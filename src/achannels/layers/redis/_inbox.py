@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection
@@ -19,7 +20,10 @@ from ...exceptions import ReceiverGone
 from .._warnings import RateLimitedWarning
 from ._serializer import local_copy, pack_local
 
-__all__ = ["Inbox", "LocalChannels"]
+__all__ = ["Inbox", "Leftovers", "LocalChannels"]
+
+#: Queued messages by channel: ``(time.monotonic() of arrival, message)``.
+Queued = dict[str, deque[tuple[float, Message]]]
 
 logger = logging.getLogger("achannels.layers.redis")
 
@@ -61,6 +65,36 @@ class Inbox:
             if arrived >= expired_before:
                 return message
         return None
+
+
+class Leftovers:
+    """Messages a layer already took from Redis for this process when the
+    receiving of one event loop was closed (``close_pools()`` after each
+    ``async_to_sync`` call, say): they wait here for the next loop's
+    receiver, as they would in channels_redis's per-layer receive buffer,
+    instead of being lost."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # loops of several threads meet here
+        self._queued: Queued = {}
+
+    def keep(self, queued: Queued) -> None:
+        with self._lock:
+            for channel, entries in queued.items():
+                kept = self._queued.get(channel)
+                if kept is None:
+                    self._queued[channel] = entries
+                else:
+                    kept.extend(entries)
+
+    def take(self) -> Queued:
+        with self._lock:
+            queued, self._queued = self._queued, {}
+        return queued
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queued.clear()
 
 
 class LocalChannels:
@@ -181,14 +215,31 @@ class LocalChannels:
             inbox.entries.clear()
         self.sweep()
 
-    def close(self, reason: str) -> None:
-        """Fail every waiting receiver with :class:`ReceiverGone`."""
+    def close(self, reason: str) -> Queued:
+        """Fail every waiting receiver with :class:`ReceiverGone`; return the
+        messages still queued, which the layer keeps for its next receiver."""
         self._closed = reason
-        for inbox in self._inboxes.values():
+        queued: Queued = {}
+        for channel, inbox in self._inboxes.items():
             for waiter in inbox.waiters:
                 if not waiter.done():
                     waiter.set_exception(ReceiverGone(reason))
+            if inbox.entries:
+                queued[channel] = inbox.entries
         self._inboxes.clear()
+        return queued
+
+    def adopt(self, queued: Queued) -> None:
+        """Queue messages that an earlier receiver of the layer had read from
+        Redis but nobody received yet (oldest first, within capacity)."""
+        for channel, entries in queued.items():
+            inbox = self._inboxes.get(channel)
+            if inbox is None:
+                inbox = self._inboxes[channel] = Inbox(self._capacity_of(channel))
+            inbox.entries.extendleft(reversed(entries))
+            while len(inbox.entries) > inbox.capacity:
+                inbox.entries.popleft()
+                self._count_drop(channel)
 
     def _count_drop(self, channel: str) -> None:
         self._drops.count(1, channel)

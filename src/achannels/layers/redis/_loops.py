@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import functools
 import logging
 import threading
@@ -143,6 +144,10 @@ class _Bridge:
         self._loop: asyncio.AbstractEventLoop | None = None
         # Layers that ran calls here; closed on this loop at interpreter exit.
         self._layers: weakref.WeakSet[Any] = weakref.WeakSet()
+        # Calls in progress. Each has a caller blocked in an async_to_sync
+        # worker thread, which Python joins at exit: cancelled then, so a
+        # receive() nobody will answer cannot keep the process alive.
+        self._calls: set[concurrent.futures.Future[Any]] = set()
 
     def loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -154,17 +159,31 @@ class _Bridge:
                 thread.start()
                 self._loop = loop
                 atexit.register(self._shutdown, loop, thread)
+                _before_threads_join(self._cancel_calls)
             return self._loop
 
     async def call(self, layer: Any, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run ``coroutine`` (of ``layer``) on the bridge loop; return its result."""
         self._layers.add(layer)
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop())
+        with self._lock:
+            self._calls.add(future)
+        future.add_done_callback(self._forget_call)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             future.cancel()
             raise
+
+    def _forget_call(self, future: concurrent.futures.Future[Any]) -> None:
+        with self._lock:
+            self._calls.discard(future)
+
+    def _cancel_calls(self) -> None:
+        with self._lock:
+            calls = list(self._calls)
+        for future in calls:
+            future.cancel()
 
     def _shutdown(
         self, loop: asyncio.AbstractEventLoop, thread: threading.Thread
@@ -182,6 +201,20 @@ class _Bridge:
             thread.join(_SHUTDOWN_TIMEOUT)
             if not thread.is_alive():
                 loop.close()
+
+
+def _before_threads_join(callback: Callable[[], None]) -> None:
+    """Run ``callback`` at interpreter exit before non-daemon threads (the
+    ``async_to_sync`` workers among them) are joined; plain ``atexit`` runs
+    after that join, too late for a worker blocked on the bridge."""
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:  # not CPython 3.9+: atexit is the best there is
+        atexit.register(callback)
+        return
+    try:
+        register(callback)
+    except RuntimeError:  # the interpreter is already shutting down
+        pass
 
 
 _bridge = _Bridge()

@@ -19,7 +19,7 @@ from ..._types import Message
 from .._warnings import RateLimitedWarning
 from ._cluster import Cluster
 from ._connection import Lane
-from ._inbox import LocalChannels
+from ._inbox import LocalChannels, Queued
 from ._pump import Entry, Pump
 from ._serializer import DecryptionError, MessageSerializer
 
@@ -159,11 +159,12 @@ class Receiver:
                 self.local.deliver(channel, message, time.monotonic())
         return leftovers
 
-    async def aclose(self) -> None:
-        """Stop the pumps and fail waiting receivers."""
+    async def aclose(self) -> Queued:
+        """Stop the pumps and fail waiting receivers; return the messages
+        read from Redis that nobody received yet."""
         tasks = [task for _, task in self._pumps.values()]
         self._pumps.clear()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self.local.close("The Redis channel layer was closed on this event loop")
+        return self.local.close("The Redis channel layer was closed on this event loop")

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from ..._errors import ForeignChannel, InvalidPrefix, ReservedMessageKey
 from ..._types import Message
 from ...exceptions import ChannelFull
 from .._base import BaseChannelLayer, ChannelCapacity
@@ -26,6 +27,7 @@ from .._warnings import RateLimitedWarning
 from ._cluster import Cluster, SlotTarget, slot_of
 from ._connection import Lane, unreachable
 from ._hosts import cluster_spec, consistent_hash, decode_hosts
+from ._inbox import Leftovers
 from ._loops import PerLoop, bridged, on_throwaway_loop, run_bridged
 from ._presence import (
     DEFAULT_PRESENCE_TTL,
@@ -58,6 +60,8 @@ class _LoopState:
             layer.get_capacity,
             layer.expiry,
         )
+        self._leftovers = layer._leftovers
+        self.receiver.local.adopt(self._leftovers.take())
         self.presence = RedisPresence(
             (
                 cluster_target(self.cluster)
@@ -72,7 +76,7 @@ class _LoopState:
 
     async def aclose(self) -> None:
         await self.presence.aclose()
-        await self.receiver.aclose()
+        self._leftovers.keep(await self.receiver.aclose())
         for lane in self.lanes:
             await lane.aclose()
         if self.cluster is not None:
@@ -130,7 +134,7 @@ class RedisChannelLayer(RedisPresenceMixin, BaseChannelLayer):
             expiry=expiry, capacity=capacity, channel_capacity=channel_capacity
         )
         if not isinstance(prefix, str):
-            raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+            raise InvalidPrefix(f"prefix must be a str, got {type(prefix).__name__}")
         self.prefix = prefix
         self.group_expiry = group_expiry
         self.presence_ttl = check_presence_ttl(presence_ttl)
@@ -160,6 +164,8 @@ class RedisChannelLayer(RedisPresenceMixin, BaseChannelLayer):
             "group_send skipped %d channel(s) at capacity (latest group %r); "
             "their consumers are not keeping up",
         )
+        # Messages read for this process outlive one loop's receiver.
+        self._leftovers = Leftovers()
         self._states: PerLoop[_LoopState] = PerLoop(
             lambda: _LoopState(self), _LoopState.aclose
         )
@@ -204,7 +210,7 @@ class RedisChannelLayer(RedisPresenceMixin, BaseChannelLayer):
     def _check_message(self, message: Message) -> None:
         self.require_valid_message(message)
         if RESERVED_KEY in message:
-            raise ValueError(
+            raise ReservedMessageKey(
                 f"Messages must not contain the key {RESERVED_KEY!r}: the layer "
                 "uses it to carry the target channel"
             )
@@ -268,7 +274,7 @@ class RedisChannelLayer(RedisPresenceMixin, BaseChannelLayer):
             return await receiver.receive_shared(channel)
         name = channel[: bang + 1]
         if not name.endswith(f".{self.client_prefix}!"):
-            raise ValueError(
+            raise ForeignChannel(
                 f"Channel {channel!r} was not made by this layer instance's "
                 "new_channel(): only the process that created a specific "
                 "channel can receive on it"
@@ -285,7 +291,11 @@ class RedisChannelLayer(RedisPresenceMixin, BaseChannelLayer):
 
     # Groups
 
-    def _group_key(self, group: str) -> str:
+    def _group_key(self, group: str) -> bytes:
+        # bytes, as channels_redis's (code written for it reads this key).
+        return self._group_key_str(group).encode()
+
+    def _group_key_str(self, group: str) -> str:
         if self._cluster_spec is not None:
             return f"{self.prefix}:group:{{{group}}}"
         return f"{self.prefix}:group:{group}"
@@ -299,7 +309,7 @@ class RedisChannelLayer(RedisPresenceMixin, BaseChannelLayer):
         """
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        key = self._group_key(group)
+        key = self._group_key_str(group)
         await GROUP_ADD(
             self._states.get().target(key, self.consistent_hash(group)),
             [key],
@@ -311,7 +321,7 @@ class RedisChannelLayer(RedisPresenceMixin, BaseChannelLayer):
         """Remove ``channel`` from ``group``; no error if it is not a member."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        key = self._group_key(group)
+        key = self._group_key_str(group)
         target = self._states.get().target(key, self.consistent_hash(group))
         await target.execute("ZREM", key, channel)
 
@@ -320,7 +330,7 @@ class RedisChannelLayer(RedisPresenceMixin, BaseChannelLayer):
         """Return how many channels are in ``group`` (memberships younger
         than ``group_expiry``); no message is sent."""
         self.require_valid_group_name(group)
-        key = self._group_key(group)
+        key = self._group_key_str(group)
         target = self._states.get().target(key, self.consistent_hash(group))
         joined_after = int(time.time()) - int(self.group_expiry)
         count = await target.execute("ZCOUNT", key, f"({joined_after}", "+inf")
@@ -340,7 +350,7 @@ class RedisChannelLayer(RedisPresenceMixin, BaseChannelLayer):
         self._check_message(message)
         self._serializer.serialize(message)  # refuse bad messages before any I/O
         state = self._states.get()
-        group_key = self._group_key(group)
+        group_key = self._group_key_str(group)
         members = await GROUP_MEMBERS(
             state.target(group_key, self.consistent_hash(group)),
             [group_key],
@@ -428,12 +438,14 @@ class RedisChannelLayer(RedisPresenceMixin, BaseChannelLayer):
                 if int(cursor) == 0:
                     break
         state.receiver.local.clear()
+        self._leftovers.clear()
 
     @bridged
     async def close_pools(self) -> None:
         """Close this event loop's connections and stop its receiving; the
         layer reconnects on next use. Waiting receivers get
-        :class:`~achannels.exceptions.ReceiverGone`."""
+        :class:`~achannels.exceptions.ReceiverGone`; messages already read
+        for this process wait for the next ``receive()``, on any loop."""
         await self._states.aclose_current()
 
     @bridged

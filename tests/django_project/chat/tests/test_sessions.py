@@ -369,6 +369,9 @@ class CookieMiddlewareTests(SimpleTestCase):
     def test_set_cookie_rejects_bad_samesite_and_double_expiry(self) -> None:
         with self.assertRaisesMessage(ValueError, "samesite must be"):
             self.cookie(samesite="sometimes")
+        # Channels asserts here: code and tests written for it catch this.
+        with self.assertRaises(AssertionError):
+            self.cookie(samesite="Hello")
         with self.assertRaisesMessage(ValueError, "can't be used together"):
             self.cookie(expires=datetime.datetime(2030, 1, 1), max_age=5)
 
