@@ -20,6 +20,7 @@ import threading
 import types
 import warnings
 from collections.abc import Sequence
+from importlib.machinery import PathFinder
 
 __all__ = [
     "ChannelsAlreadyImportedError",
@@ -112,6 +113,7 @@ class _ChannelsFinder(importlib.abc.MetaPathFinder):
 
 _lock = threading.Lock()
 _finder: _ChannelsFinder | None = None
+_warned = False
 
 
 def install_as_channels() -> None:
@@ -133,12 +135,13 @@ def install_as_channels() -> None:
     a real ``channels`` is merely installed (channels-redis and many
     third-party packages depend on it).
     """
-    global _finder
+    global _finder, _warned
     with _lock:
         if _finder is not None and _finder in sys.meta_path:
             return
         _refuse_real_channels_imported()
-        shadowed = importlib.machinery.PathFinder.find_spec("channels")
+        shadowed = None if _warned else PathFinder.find_spec("channels")
+        _warned = True
         _finder = _ChannelsFinder(redis="channels_redis" not in sys.modules)
         sys.meta_path.insert(0, _finder)
     if shadowed is not None:

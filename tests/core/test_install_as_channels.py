@@ -206,6 +206,24 @@ print(json.dumps([[w.category.__name__, str(w.message), w.filename] for w in cau
     assert filename == "<string>"  # points at the caller
 
 
+def test_install_again_after_meta_path_was_reset_restores_the_alias() -> None:
+    result = run_python(
+        """
+import json, sys, warnings
+import achannels
+from achannels._install import _ChannelsFinder
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    achannels.install_as_channels()
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _ChannelsFinder)]
+    achannels.install_as_channels()
+import channels
+print(json.dumps({"warnings": len(caught), "name": channels.__name__}))
+"""
+    )
+    assert result == {"warnings": 1, "name": "achannels"}
+
+
 def test_no_warning_when_no_channels_is_installed() -> None:
     result = run_python(
         """
