@@ -3,12 +3,12 @@ compare what each observed.
 
 The real Channels 4.3.2 lives in a side environment of its own, built once
 under ``.cache/conformance/`` (git-ignored) and reused while its
-requirements are unchanged: ``channels==4.3.2`` and ``daphne`` (Channels'
-``testing`` package imports it), with the Django and asgiref versions of
-this environment, so that the only difference between the two sides is
-Channels against achannels. achannels runs in this environment's
-interpreter, where ``install_as_channels()`` makes the scenario's
-``import channels`` ours.
+requirements are unchanged: ``channels==4.3.2``, ``channels-redis==4.3.0``
+and ``daphne`` (Channels' ``testing`` package imports it), with the Django
+and asgiref versions of this environment, so that the only difference
+between the two sides is Channels against achannels. achannels runs in this
+environment's interpreter, where ``install_as_channels()`` makes the
+scenario's ``channels`` and ``channels_redis`` imports ours.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def requirements() -> list[str]:
     """What the side environment holds."""
     return [
         f"channels=={CHANNELS_VERSION}",
+        "channels-redis==4.3.0",
         "daphne",
         f"Django=={version('Django')}",
         f"asgiref=={version('asgiref')}",
@@ -125,15 +126,20 @@ def _run(argv: list[str], scratch: Path) -> list[dict[str, Any]]:
         if not key.startswith(("DJANGO_", "PYTHON"))
     }
     env["CONFORMANCE_TMP"] = str(scratch)
-    result = subprocess.run(
-        argv,
-        cwd=scratch,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        check=False,
-    )
+    try:
+        result = subprocess.run(
+            argv,
+            cwd=scratch,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(
+            f"{argv[0]} did not exit within {RUN_TIMEOUT} s:\n{exc.stdout!r}"
+        ) from None
     lines = result.stdout.strip().splitlines()
     if result.returncode != 0 or not lines:
         raise AssertionError(

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["Transcript", "configure_django", "scratch_dir"]
+__all__ = ["Transcript", "configure_django", "redis_url", "scratch_dir"]
 
 
 def _plain(value: Any) -> Any:
@@ -90,6 +92,18 @@ class Transcript:
 def scratch_dir() -> str:
     """A directory of this run's own (the runner makes one per side)."""
     return os.environ["CONFORMANCE_TMP"]
+
+
+def redis_url() -> str | None:
+    """The test Redis (``ACHANNELS_TEST_REDIS_URL``), or None when nothing
+    listens there; both sides then record the same "no Redis" transcript."""
+    url = os.environ.get("ACHANNELS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 6379), 1):
+            return url
+    except OSError:
+        return None
 
 
 def configure_django(**overrides: Any) -> None:
