@@ -27,6 +27,8 @@ from typing import Any
 from harness.servers import REPO_ROOT
 
 __all__ = [
+    "BUILD_TIMEOUT",
+    "RUN_TIMEOUT",
     "SCENARIOS",
     "SideEnvironmentError",
     "compare",

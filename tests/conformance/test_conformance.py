@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.conformance.runner import (
+    BUILD_TIMEOUT,
+    RUN_TIMEOUT,
     SCENARIOS,
     SideEnvironmentError,
     compare,
@@ -24,6 +26,10 @@ from tests.conformance.runner import (
 )
 
 SCENARIO_FILES = sorted(SCENARIOS.glob("[!_]*.py"))
+
+# The first test of a worker may build the side environment (about 25 s on
+# a loaded 2-core machine, more on a cold pip cache) before its two runs.
+pytestmark = pytest.mark.timeout(BUILD_TIMEOUT + 2 * RUN_TIMEOUT)
 
 
 @pytest.fixture(scope="session")
