@@ -1,5 +1,5 @@
 """The project's application: DCRF and room consumers, strawberry's GraphQL
-consumers, routed by Channels' routers."""
+consumers and the worker's task consumer, routed by Channels' routers."""
 
 import os
 import warnings
@@ -15,11 +15,21 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_application = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import (  # noqa: E402
+    ChannelNameRouter,
+    ProtocolTypeRouter,
+    URLRouter,
+)
 from django.urls import path, re_path  # noqa: E402
 from strawberry.channels import GraphQLHTTPConsumer, GraphQLWSConsumer  # noqa: E402
 
-from .consumers import EchoConsumer, RoomConsumer, UserConsumer  # noqa: E402
+from .consumers import (  # noqa: E402
+    TASKS,
+    EchoConsumer,
+    RoomConsumer,
+    TaskConsumer,
+    UserConsumer,
+)
 from .schema import schema  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -38,5 +48,6 @@ application = ProtocolTypeRouter(
                 re_path(r"^graphql", GraphQLWSConsumer.as_asgi(schema=schema)),
             ]
         ),
+        "channel": ChannelNameRouter({TASKS: TaskConsumer.as_asgi()}),
     }
 )

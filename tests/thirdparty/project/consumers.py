@@ -69,8 +69,13 @@ class UserConsumer(
     serializer_class = UserSerializer
 
 
+#: The channel ``manage.py runworker tasks`` serves with :class:`TaskConsumer`.
+TASKS = "tasks"
+
+
 class RoomConsumer(AsyncJsonWebsocketConsumer):
-    """Fan-out through the configured layer to the group named in the URL."""
+    """Fan-out through the configured layer to the group named in the URL,
+    directly or (``{"via_worker": true}``) through the worker."""
 
     async def connect(self) -> None:
         self.room = self.scope["url_route"]["kwargs"]["room"]
@@ -81,6 +86,10 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_discard(self.room, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if content.get("via_worker"):
+            message = {"type": "task.relay", "room": self.room, "text": content["text"]}
+            await self.channel_layer.send(TASKS, message)
+            return
         await self.channel_layer.group_send(
             self.room, {"type": "room.message", "text": content["text"]}
         )
@@ -88,4 +97,14 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
     async def room_message(self, event: dict[str, Any]) -> None:
         await self.send_json(
             {"text": event["text"], "layer": type(self.channel_layer).__name__}
+        )
+
+
+class TaskConsumer(AsyncConsumer):
+    """The worker's consumer: relays a task's text to its room."""
+
+    async def task_relay(self, message: dict[str, Any]) -> None:
+        await self.channel_layer.group_send(
+            message["room"],
+            {"type": "room.message", "text": f"worker: {message['text']}"},
         )

@@ -3,7 +3,9 @@
 ``THIRDPARTY_DB``: the SQLite file of the default database (in the test's
 tmp dir, shared by ``migrate`` and the server). ``THIRDPARTY_PG_DB``: when
 set, channels-postgres is installed and is the default channel layer, on this
-PostgreSQL database; otherwise the layer is Channels' in-memory one.
+PostgreSQL database. ``THIRDPARTY_REDIS_URL`` (with
+``THIRDPARTY_REDIS_PREFIX``): the layer is channels_redis's, by its
+``BACKEND`` string. Otherwise the layer is Channels' in-memory one.
 """
 
 import os
@@ -34,6 +36,17 @@ DATABASES = {
     }
 }
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+if os.environ.get("THIRDPARTY_REDIS_URL"):
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [os.environ["THIRDPARTY_REDIS_URL"]],
+                "prefix": os.environ["THIRDPARTY_REDIS_PREFIX"],
+            },
+        }
+    }
 
 if os.environ.get("THIRDPARTY_PG_DB"):
     INSTALLED_APPS.append("channels_postgres")
