@@ -9,7 +9,6 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,9 +22,16 @@ TIMEOUT = 10
 PROTOCOL = "graphql-transport-ws"
 
 
-@pytest.fixture(params=[APP, STRAWBERRY_APP], ids=["our-router", "strawberry-router"])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningServer]:
-    with serve_project(tmp_path, request.param) as running:
+@pytest.fixture(
+    scope="module",
+    params=[APP, STRAWBERRY_APP],
+    ids=["our-router", "strawberry-router"],
+)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    # One server per router for the module: the schema keeps no state.
+    with serve_project(tmp_path_factory.mktemp("strawberry"), request.param) as running:
         yield running
 
 
