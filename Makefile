@@ -103,4 +103,4 @@ bench-full:
 	benchmarks/.venv/bin/python -m benchmarks.run --out docs/benchmarks
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist
+	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache build dist

@@ -1,6 +1,18 @@
 """achannels: the Django Channels programming model on plain asyncio."""
 
-__all__ = ["DEFAULT_CHANNEL_LAYER", "__version__"]
+from ._install import (
+    ChannelsAlreadyImportedError,
+    ChannelsInstalledWarning,
+    install_as_channels,
+)
+
+__all__ = [
+    "DEFAULT_CHANNEL_LAYER",
+    "ChannelsAlreadyImportedError",
+    "ChannelsInstalledWarning",
+    "__version__",
+    "install_as_channels",
+]
 
 __version__ = "0.1.0"
 
