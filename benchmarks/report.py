@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.servers import REPO_ROOT, SERVERS
+from benchmarks.servers import MALLOC_ENV, REPO_ROOT, SERVERS
 
 __all__ = [
     "TARGETS",
@@ -332,6 +332,7 @@ def machine_info(server_cores: set[int], client_cores: set[int]) -> dict[str, An
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "load_average_before": os.getloadavg(),
         "servers": SERVERS,
+        "malloc": MALLOC_ENV,
     }
 
 
@@ -632,9 +633,9 @@ def _detail_scale(
     present: list[str],
 ) -> list[str]:
     out = [
-        "| where | system | members | KiB per member | time to last, ms "
+        "| where | system | members | time to last, ms "
         "| p50 delivery, ms | p99 delivery, ms | server CPU µs/delivery |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for key in keys:
         for system in present:
@@ -649,7 +650,6 @@ def _detail_scale(
             )
             out.append(
                 f"| {key[1]} | {NAMES[system]} | {s['open']:,} "
-                f"| {s['per_connection'] / 1024:.1f} "
                 f"| {_fmt(time_to_last_ms(cell), 1)} "
                 f"| {_fmt(latency_ms(cell, 0.5), 1)} "
                 f"| {_fmt(latency_ms(cell, 0.99), 1)} | {_fmt(per_delivery, 1)} |"
@@ -711,6 +711,10 @@ def document(results: dict[str, Any], chart_files: Sequence[str] = ()) -> str:
         f"after {_load(m.get('load_average_after'))}.",
         f"- Packages: {packages}.",
         "- Servers: " + "; ".join(m["servers"].values()) + ".",
+        "- Every server process runs with "
+        + ", ".join(f"`{k}={v}`" for k, v in m.get("malloc", {}).items())
+        + " (glibc; see `benchmarks/servers.py`: without it asyncio's 256 KiB "
+        "reads cost some processes an mmap + munmap each, at random).",
         f"- Each server cell is the median of {sizes['slices']} slice(s) over "
         f"{sizes.get('epochs', 1)} set(s) of fresh server processes, each layer "
         f"cell of {min(sizes['slices'], sizes.get('layer_slices', sizes['slices']))}; "

@@ -383,12 +383,14 @@ async def measure_memory(
             cells.append(cell)
             await _measure_idle(cell, srv, workers[system], sizes, path, broadcasts)
             per = cell.slices[0]["per_connection"] / 1024 if cell.slices else 0
-            extra = ""
+            status = f"{per:,.1f} KiB/conn"
             if cell.slices and cell.slices[0].get("time_to_last_s"):
+                # Its memory follows the idle run's: freed pages hide it.
                 last = statistics.median(cell.slices[0]["time_to_last_s"])
-                extra = f", broadcast to all in {last * 1000:,.0f} ms"
-            status = f"error: {cell.error}" if cell.error else f"{per:,.1f} KiB/conn"
-            log(f"  {name:9} {srv.server:10} {count:<22,} {system:9} {status}{extra}")
+                status = f"broadcast to all in {last * 1000:,.0f} ms"
+            if cell.error:
+                status = f"error: {cell.error}"
+            log(f"  {name:9} {srv.server:10} {count:<22,} {system:9} {status}")
     return cells
 
 

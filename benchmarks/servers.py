@@ -22,6 +22,7 @@ __all__ = [
     "AB_SOURCE_ENV",
     "AB_SYSTEM",
     "APPS",
+    "MALLOC_ENV",
     "RAW_REDIS_APP",
     "SERVERS",
     "RunningServer",
@@ -53,6 +54,21 @@ SERVERS = {
     "hypercorn": "hypercorn, asyncio worker, wsproto, in-process (-w 0)",
     "granian": "granian, ASGI interface, uvloop, 1 worker process, 1 runtime thread",
 }
+
+
+#: glibc's malloc settings for every server process. asyncio's selector
+#: transport (hypercorn's asyncio worker) reads with ``sock.recv(256 KiB)``:
+#: CPython allocates 256 KiB and shrinks it with realloc. Above glibc's
+#: initial mmap threshold (128 KiB) that is an mmap + munmap per read, and
+#: the threshold only adapts when such a block is freed with free(), which
+#: realloc never does: so whether a process pays two extra syscalls and a
+#: page fault per read depends on its history (strace: 1,476 reads, 1,476
+#: mmap and 1,476 munmap in one process; 2,608 reads and none in another).
+#: That was the 0.80-0.95 swing of hypercorn echo across runs, hitting the
+#: hand-written app as much as achannels. Fixed thresholds (the values glibc
+#: adapts to once it has freed such a block) give every process the same
+#: allocator; uvloop (uvicorn) and granian read into their own buffers.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "524288", "MALLOC_TRIM_THRESHOLD_": "1048576"}
 
 
 def cpu_plan() -> tuple[set[int], set[int]]:
@@ -144,7 +160,9 @@ def start_servers(
                 (pair, n) for pair in pairs for n in range(processes)
             ):
                 port = free_port()
-                env = server_env(extra=(layer_env or {}).get(system))
+                env = server_env(
+                    extra={**MALLOC_ENV, **(layer_env or {}).get(system, {})}
+                )
                 app, system_env = app_for(system, layer), env
                 if system == AB_SYSTEM:
                     system_env = dict(env)
