@@ -14,7 +14,7 @@ from typing import Any
 
 from .._types import Message
 
-__all__ = ["copy_message", "snapshot_message"]
+__all__ = ["copy_message", "is_flat", "snapshot_message"]
 
 # Exactly these classes (not subclasses, which may carry mutable state) are
 # shared instead of copied.
@@ -76,6 +76,17 @@ def _uncopyable(message: Message, error: _UncopyableError) -> TypeError:
         f"{error.value!r:.80} ({error.cause}); send dict, list, tuple, str, "
         "bytes, int, float, bool or None values"
     )
+
+
+def is_flat(message: Any) -> bool:
+    """Return whether ``message`` is a plain dict whose values are all
+    immutable, so that ``message.copy()`` is an isolating copy."""
+    if message.__class__ is not dict:
+        return False
+    for value in message.values():
+        if value.__class__ not in _IMMUTABLE:
+            return False
+    return True
 
 
 def snapshot_message(message: Message) -> tuple[Message, bool]:
