@@ -177,12 +177,13 @@ async def open_clients(
     overflows (which would cost seconds of SYN retries and measure the
     kernel instead of the server). Client i goes to ``job["targets"][i %
     len]`` (else ``host``/``port``), bound to ``job["sources"][i % len]``
-    when given; the list comes back in that order."""
+    when given; the list comes back in that order. ``connect_parallelism``
+    bounds the handshakes in flight."""
     targets = [tuple(t) for t in job.get("targets") or [(job["host"], job["port"])]]
     sources = list(job.get("sources") or [])
     paths = path if callable(path) else (lambda i: path)
     requests: dict[tuple[Any, ...], bytes] = {}
-    gate = asyncio.Semaphore(CONNECT_PARALLELISM)
+    gate = asyncio.Semaphore(int(job.get("connect_parallelism", CONNECT_PARALLELISM)))
     clients: list[WSClient | None] = [None] * count
 
     async def one(i: int) -> None:

@@ -617,8 +617,15 @@ async def run_cluster_scenarios(
             try:
                 for worker in workers.values():
                     await worker.start()
+                # channels_redis's connection pool refuses more than a few
+                # dozen group_add() calls at once ("Too many connections"):
+                # fewer handshakes in flight, as joining is not measured.
                 common = {
-                    s: {"targets": g.targets, "server_pids": g.pids}
+                    s: {
+                        "targets": g.targets,
+                        "server_pids": g.pids,
+                        "connect_parallelism": 16,
+                    }
                     for s, g in groups.items()
                 }
                 slices = replace(sizes, slices=sizes.cluster_slices)
