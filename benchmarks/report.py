@@ -727,7 +727,8 @@ def document(results: dict[str, Any], chart_files: Sequence[str] = ()) -> str:
         *_notes(results),
         "## Targets",
         "",
-        "Throughput ratios are what the targets of issue #6 name; the "
+        "Throughput ratios are what the targets of issues #6 and #17 name "
+        "(one p99 latency ratio: the fixed-rate cross-process broadcast); the "
         "CPU-normalised ratio (operations per CPU-second of the server or "
         "layer process) is the same comparison with the CPU stolen by other "
         "processes taken out, the steadier figure on a shared machine.",

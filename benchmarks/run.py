@@ -873,6 +873,7 @@ async def run_suite(
             "environment with benchmarks/setup.sh."
         )
     server_cores, client_cores = cpu_plan()
+    notes += _scenario_notes(sizes, servers, scenarios)
     if server_cores == client_cores:
         notes.append("Only one core available: server and load generator share it.")
     with _pinned(client_cores):
@@ -916,6 +917,44 @@ async def run_suite(
         "notes": notes,
         "cells": [asdict(cell) for cell in cells],
     }
+
+
+def _scenario_notes(
+    sizes: Sizes, servers: Sequence[str], scenarios: Sequence[str]
+) -> list[str]:
+    """What the reader of the results must know about how they were made."""
+    notes = []
+    if "scale" in scenarios and sizes.scale_clients:
+        count = scale_clients(sizes)
+        if count < sizes.scale_clients:
+            notes.append(
+                f"Memory at scale: {count:,} connections, not "
+                f"{sizes.scale_clients:,}: the open-files hard limit of a process "
+                f"here is {count + FD_RESERVE:,} (raising it needs privileges), "
+                "and the server and the load generator each hold one socket "
+                "per connection."
+            )
+        notes.append(
+            "Memory at scale and the broadcast to every idle connection run "
+            "achannels and the hand-written app only: Channels' in-memory layer "
+            "scans every channel on each receive, so tens of thousands of its "
+            "consumers take minutes to connect and to broadcast to."
+        )
+    if "granian" in servers:
+        notes.append(
+            "granian runs its Rust I/O thread and its Python thread on the one "
+            "server core; the time they wait for each other shows as 'waited "
+            "for CPU'."
+        )
+    if any(s in scenarios for s in CLUSTER_SCENARIOS) and sizes.cluster_layers:
+        notes.append(
+            f"Multi-process scenarios: the {sizes.cluster_processes} uvicorn "
+            "processes of a system share the one server core (so they wait for "
+            "each other: the machine is the limit there, not the framework), and "
+            "the Redis server, shared with the machine's other users, is not "
+            "pinned."
+        )
+    return notes
 
 
 def channels_installed() -> bool:
