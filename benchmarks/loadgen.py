@@ -583,7 +583,7 @@ class ManyRooms(_Connected):
         # One message per room until each reached all its members: every
         # room has been joined on every process, and nothing is left queued.
         loop = asyncio.get_running_loop()
-        for _ in range(10):
+        for _ in range(3):
             pending = []
             for client in self.clients[:rooms]:
                 n = self.number
@@ -593,7 +593,7 @@ class ManyRooms(_Connected):
                 client.send_text(b"%d" % n)
                 pending.append(n)
                 await asyncio.sleep(1 / 200)
-            deadline = loop.time() + 30.0
+            deadline = loop.time() + 20.0
             while any(n in self.counts for n in pending) and loop.time() < deadline:
                 self.arrived.clear()
                 with contextlib.suppress(asyncio.TimeoutError):

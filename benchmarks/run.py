@@ -263,6 +263,11 @@ class Worker:
         answer: dict[str, Any] = json.loads(line)
         return answer
 
+    def kill(self) -> None:
+        """End a worker that stopped answering; ``close`` then reaps it."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+
     async def close(self) -> None:
         if self.proc is None:
             return
@@ -705,8 +710,16 @@ async def sweep_rooms(
     }
     for system in systems:
         await workers[system].send({**job, **common[system]})
+    stuck: set[str] = set()
     for system in systems:
-        answer = await workers[system].read(sizes.setup_timeout)
+        try:
+            answer = await workers[system].read(sizes.setup_timeout)
+        except BenchError as error:
+            # A system that cannot even set up (its rooms never delivered)
+            # is a result, not the end of the run.
+            cells[system].error = str(error).splitlines()[0]
+            stuck.add(system)
+            continue
         if answer["phase"] != "ready":
             cells[system].error = answer.get("error", str(answer))
     state = {
@@ -720,7 +733,13 @@ async def sweep_rooms(
             # An overloaded step leaves a backlog: let it drain first.
             await asyncio.to_thread(groups[system].quiesce, 30.0)
             await workers[system].send({"go": True, "rate": st["rate"]})
-            answer = await workers[system].read(sizes.rooms_duration * 10 + 60)
+            try:
+                answer = await workers[system].read(sizes.rooms_duration * 10 + 60)
+            except BenchError as error:
+                cells[system].error = str(error).splitlines()[0]
+                stuck.add(system)
+                del state[system]
+                continue
             if answer["phase"] != "result":
                 cells[system].error = answer.get("error", str(answer))
                 del state[system]
@@ -739,6 +758,9 @@ async def sweep_rooms(
             else:
                 st["rate"] *= 2
     for system in systems:
+        if system in stuck:
+            workers[system].kill()
+            continue
         await workers[system].send({"stop": True})
         while (await workers[system].read(sizes.setup_timeout))["phase"] != "idle":
             pass
@@ -903,9 +925,15 @@ async def run_suite(
                 notes.append(f"Multi-process scenarios skipped: {note}.")
             else:
                 log("several processes, Redis:")
-                cells += await run_cluster_scenarios(
-                    systems, cluster, sizes, server_cores, client_cores
-                )
+                try:
+                    cells += await run_cluster_scenarios(
+                        systems, cluster, sizes, server_cores, client_cores
+                    )
+                except BenchError as error:
+                    # Keep what the rest of the run measured.
+                    first = str(error).splitlines()[0]
+                    notes.append(f"Multi-process scenarios stopped: {first}.")
+                    log(f"  multi-process scenarios stopped: {first}")
         if "layers" in scenarios:
             redis_note = redis_available() if sizes.redis_kinds else None
             if redis_note:
