@@ -7,7 +7,9 @@ stdout:
    connections, creates its layer) and answers ``{"phase": "ready", ...}``;
 2. ``{"go": true}``, any number of times: it measures one slice and answers
    ``{"phase": "result", ...}``; the runner alternates slices between the
-   systems' workers, so machine drift hits all of them alike;
+   systems' workers, so machine drift hits all of them alike. Other keys of
+   the ``go`` line are options for that slice (e.g. an offered ``rate``),
+   handed to the scenario's ``configure`` where it has one;
 3. ``{"stop": true}``: it tears the job down and answers
    ``{"phase": "idle"}``.
 
@@ -77,6 +79,9 @@ async def _serve_stdin(setup: ScenarioFactory) -> None:
                 reply({"phase": "error", "error": "the job failed to set up"})
                 continue
             try:
+                configure = getattr(scenario, "configure", None)
+                if configure is not None:
+                    configure(line)
                 reply({"phase": "result", **await scenario.slice()})
             except Exception as exc:
                 failed(exc)

@@ -17,8 +17,25 @@ Jobs (``op``), all against ``host``/``port``:
 - ``fanout``: ``clients`` connections to ``/room/``; per slice the first
   sends ``broadcasts`` frames, each once every member got the previous one;
   it reports the time until the last member has each;
-- ``idle``: ``clients`` connections to ``/echo/`` held open until ``stop``;
-- ``warm``: a few connections per route exchange a few messages per slice.
+- ``idle``: ``clients`` connections to ``path`` (``/echo/``) held open
+  until ``stop``; a slice with ``broadcasts`` (members of ``/room/``) has
+  the first send that many frames, each once every member got the
+  previous one, as in ``fanout``;
+- ``warm``: a few connections per route exchange a few messages per slice;
+- ``xfanout``: ``clients`` members of ``/room/`` spread evenly over
+  ``targets`` (several server processes sharing the room through Redis);
+  the first publishes, in ``mode`` ``rate`` one frame every 1/``rate``
+  seconds for ``duration`` seconds, in ``flat`` as fast as the room
+  delivers (``window`` frames in flight): deliveries/s and, per frame, the
+  time from publishing it until the last member has it;
+- ``rooms``: ``clients`` connections spread over ``targets``, in rooms of
+  ``room_size`` (``/rooms/<name>/``), every client sending in turn so that
+  the room messages total the slice's offered ``rate`` (set per ``go``):
+  per delivery the time from the send, and how many never arrived.
+
+Connections go to ``host``/``port`` or, round robin, to each of
+``targets``; with ``sources`` they are bound, round robin, to those local
+addresses (each loopback address has its own ephemeral ports).
 """
 
 from __future__ import annotations
@@ -44,7 +61,8 @@ MAX_LATENCY_SAMPLES = 50_000
 
 
 def raise_fd_limit() -> None:
-    """Lift the soft open-files limit to the hard one (5,000 idle sockets)."""
+    """Lift the soft open-files limit to the hard one (20,000 idle sockets
+    need it; the hard limit is as far as an unprivileged process goes)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -150,28 +168,42 @@ def _sample(values: list[float]) -> list[int]:
 
 async def open_clients(
     job: Job,
-    path: str,
+    path: str | Callable[[int], str],
     count: int,
     on_frame: Callable[[WSClient, int, bytes], None] | None,
 ) -> list[WSClient]:
-    """Open ``count`` connections to ``path``, a bounded number at a time so
-    the server's accept backlog never overflows (which would cost seconds of
-    SYN retries and measure the kernel instead of the server)."""
-    host, port = job["host"], job["port"]
-    request = upgrade_request(host, port, path)
-    gate = asyncio.Semaphore(CONNECT_PARALLELISM)
-    clients: list[WSClient] = []
+    """Open ``count`` connections to ``path`` (or ``path(i)`` for the i-th),
+    a bounded number at a time so the server's accept backlog never
+    overflows (which would cost seconds of SYN retries and measure the
+    kernel instead of the server). Client i goes to ``job["targets"][i %
+    len]`` (else ``host``/``port``), bound to ``job["sources"][i % len]``
+    when given; the list comes back in that order. ``connect_parallelism``
+    bounds the handshakes in flight."""
+    targets = [tuple(t) for t in job.get("targets") or [(job["host"], job["port"])]]
+    sources = list(job.get("sources") or [])
+    paths = path if callable(path) else (lambda i: path)
+    requests: dict[tuple[Any, ...], bytes] = {}
+    gate = asyncio.Semaphore(int(job.get("connect_parallelism", CONNECT_PARALLELISM)))
+    clients: list[WSClient | None] = [None] * count
 
-    async def one() -> None:
+    async def one(i: int) -> None:
+        host, port = targets[i % len(targets)]
+        where = paths(i)
+        key = (host, port, where)
+        if key not in requests:
+            requests[key] = upgrade_request(host, port, where)
+        local = (sources[i % len(sources)], 0) if sources else None
         async with gate:
-            clients.append(await connect(host, port, path, on_frame, request=request))
+            clients[i] = await connect(
+                host, port, where, on_frame, request=requests[key], local_addr=local
+            )
 
     try:
-        await asyncio.gather(*(one() for _ in range(count)))
+        await asyncio.gather(*(one(i) for i in range(count)))
     except BaseException:
-        await close_clients(clients)
+        await close_clients([c for c in clients if c is not None])
         raise
-    return clients
+    return [c for c in clients if c is not None]
 
 
 async def close_clients(clients: list[WSClient]) -> None:
@@ -332,7 +364,8 @@ class Fanout(_Connected):
         self.delivery: list[float] = []
 
     async def open(self) -> None:
-        self.clients = await open_clients(self.job, "/room/", self.size, self.on_frame)
+        path = str(self.job.get("path", "/room/"))
+        self.clients = await open_clients(self.job, path, self.size, self.on_frame)
 
     def on_frame(self, client: WSClient, opcode: int, data: bytes) -> None:
         if data != self.expected:
@@ -368,17 +401,286 @@ class Fanout(_Connected):
         return result
 
 
-class Idle(_Connected):
-    def __init__(self, job: Job) -> None:
-        self.job = job
+class Idle(Fanout):
+    """Idle connections; when they are room members, a slice broadcasts
+    to all of them as ``Fanout`` does."""
 
-    async def open(self) -> None:
-        self.clients = await open_clients(
-            self.job, "/echo/", int(self.job["clients"]), None
-        )
+    def __init__(self, job: Job) -> None:
+        super().__init__({"path": "/echo/", "broadcasts": 0, **job})
 
     async def slice(self) -> dict[str, Any]:
-        return self.ready_info()
+        if not int(self.job["broadcasts"]):
+            return self.ready_info()
+        return await super().slice()
+
+
+def _p99_with_missing(latencies: list[float], missing: int) -> float:
+    """p99 in µs over the deliveries expected, the missing ones as infinitely
+    late."""
+    total = len(latencies) + missing
+    if not total:
+        return 0.0
+    index = min(total - 1, round(0.99 * (total - 1)))
+    if index >= len(latencies):
+        return float("inf")
+    return 1e6 * sorted(latencies)[index]
+
+
+class CrossFanout(_Connected):
+    """One room over several server processes: the first member publishes,
+    each frame carries its number (``p<n>``); per frame the time from its
+    publication until the last member has it."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.size = int(job["clients"])
+        self.meter = ServerMeter(job.get("server_pids", []))
+        self.mode = str(job.get("mode", "flat"))
+        self.rate = float(job.get("rate", 1.0))
+        self.window = int(job.get("window", 4))
+        self.duration = float(job["duration"])
+        self.timeout = float(job.get("timeout", 10.0))
+        self.number = 0
+        self.sent: dict[int, float] = {}
+        self.counts: dict[int, int] = {}
+        self.latencies: list[float] = []
+        self.deliveries = self.late = 0
+        self.completed: asyncio.Queue[int] = asyncio.Queue()
+
+    async def open(self) -> None:
+        self.clients = await open_clients(self.job, "/room/", self.size, self.on_frame)
+        await self.sync()
+
+    def on_frame(self, client: WSClient, opcode: int, data: bytes) -> None:
+        now = time.perf_counter()
+        try:
+            n = int(data[1:])
+        except ValueError:
+            self.late += 1
+            return
+        count = self.counts.get(n)
+        if count is None:  # given up on, or from an earlier slice
+            self.late += 1
+            return
+        self.deliveries += 1
+        count += 1
+        if count < self.size:
+            self.counts[n] = count
+            return
+        del self.counts[n]
+        self.latencies.append(now - self.sent.pop(n))
+        self.completed.put_nowait(n)
+
+    def publish(self) -> int:
+        n = self.number
+        self.number += 1
+        self.counts[n] = 0
+        self.sent[n] = time.perf_counter()
+        self.clients[0].send_text(b"p%d" % n)
+        return n
+
+    def give_up(self) -> int:
+        """Forget the frames still in flight; how many there were."""
+        lost = len(self.counts)
+        self.counts.clear()
+        self.sent.clear()
+        while not self.completed.empty():
+            self.completed.get_nowait()
+        return lost
+
+    async def sync(self) -> None:
+        """Publish until one frame reaches every member: every process has
+        joined the room (a pub/sub subscription may lag the accept)."""
+        for _ in range(30):
+            self.publish()
+            try:
+                await asyncio.wait_for(self.completed.get(), 2.0)
+                break
+            except asyncio.TimeoutError:
+                continue
+        else:
+            raise RuntimeError("no broadcast reached every member")
+        await asyncio.sleep(0.2)
+        self.give_up()
+
+    async def slice(self) -> dict[str, Any]:
+        self.latencies, self.deliveries, self.late = [], 0, 0
+        perf = time.perf_counter
+        window = Window(self.meter)
+        window.start()
+        start = perf()
+        end = start + self.duration
+        lost = 0
+        if self.mode == "rate":
+            interval = 1.0 / self.rate
+            k = 0
+            while start + k * interval < end:
+                await asyncio.sleep(max(0.0, start + k * interval - perf()))
+                self.publish()
+                k += 1
+            await asyncio.sleep(max(0.0, end - perf()))
+        else:
+            for _ in range(self.window):
+                self.publish()
+            while perf() < end:
+                try:
+                    await asyncio.wait_for(self.completed.get(), self.timeout)
+                except asyncio.TimeoutError:
+                    oldest = min(self.counts)
+                    del self.counts[oldest]
+                    del self.sent[oldest]
+                    lost += 1
+                self.publish()
+        delivered = self.deliveries
+        result = window.stop()
+        # What is still in flight gets its chance to finish (its latency
+        # counts), but not its deliveries: the rate is the window's.
+        deadline = perf() + self.timeout
+        while self.counts and perf() < deadline:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.completed.get(), deadline - perf())
+        lost += self.give_up()
+        result.update(
+            count=delivered,
+            errors=0,
+            messages=len(self.latencies),
+            lost=lost,
+            late=self.late,
+            latencies_us=_sample(self.latencies),
+        )
+        return result
+
+
+class ManyRooms(_Connected):
+    """Rooms of ``room_size`` over several server processes, every client
+    sending in turn at the offered rate; per delivery the time from the
+    send."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.size = int(job["clients"])
+        self.room_size = int(job.get("room_size", 10))
+        self.meter = ServerMeter(job.get("server_pids", []))
+        self.duration = float(job["duration"])
+        self.warmup = float(job.get("warmup", 0.3))
+        self.rate = float(job.get("rate", 100.0))
+        self.number = 0
+        self.sent: dict[int, float] = {}
+        self.counts: dict[int, int] = {}
+        self.latencies: list[float] = []
+        self.counting = False
+        self.deliveries = 0
+        self.arrived = asyncio.Event()
+
+    def configure(self, options: dict[str, Any]) -> None:
+        self.rate = float(options.get("rate", self.rate))
+
+    async def open(self) -> None:
+        rooms = max(1, self.size // self.room_size)
+        self.clients = await open_clients(
+            self.job, lambda i: f"/rooms/r{i % rooms}/", self.size, self.on_frame
+        )
+        # One message per room until each reached all its members: every
+        # room has been joined on every process, and nothing is left queued.
+        loop = asyncio.get_running_loop()
+        for _ in range(3):
+            pending = []
+            for client in self.clients[:rooms]:
+                n = self.number
+                self.number += 1
+                self.counts[n] = 0
+                self.sent[n] = time.perf_counter()
+                client.send_text(b"%d" % n)
+                pending.append(n)
+                await asyncio.sleep(1 / 200)
+            deadline = loop.time() + 20.0
+            while any(n in self.counts for n in pending) and loop.time() < deadline:
+                self.arrived.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.arrived.wait(), 1.0)
+            if not any(n in self.counts for n in pending):
+                break
+            self.counts.clear()
+            self.sent.clear()
+        else:
+            raise RuntimeError("rooms did not deliver to all their members")
+
+    def on_frame(self, client: WSClient, opcode: int, data: bytes) -> None:
+        now = time.perf_counter()
+        n = int(data)
+        count = self.counts.get(n)
+        if count is None:
+            return
+        if self.counting:
+            self.latencies.append(now - self.sent[n])
+        self.deliveries += 1
+        count += 1
+        if count < self.room_size:
+            self.counts[n] = count
+        else:
+            del self.counts[n]
+            del self.sent[n]
+            self.arrived.set()
+
+    async def slice(self) -> dict[str, Any]:
+        self.latencies, self.deliveries = [], 0
+        perf = time.perf_counter
+        clients, size = self.clients, len(self.clients)
+        counts, sent = self.counts, self.sent
+        window = Window(self.meter)
+        start = perf()
+        measure_from = start + self.warmup
+        end = measure_from + self.duration
+        counted: list[int] = []
+        done = turn = closed = 0
+        measuring = False
+        while True:
+            now = perf()
+            if now >= end:
+                break
+            if not measuring and now >= measure_from:
+                measuring = True
+                window.start()
+            due = int((now - start) * self.rate) - done
+            for _ in range(due):
+                n = self.number
+                self.number += 1
+                counts[n] = 0
+                sent[n] = perf()
+                if not clients[turn].send_text(b"%d" % n):
+                    closed += 1  # the server dropped this client
+                elif measuring:
+                    counted.append(n)
+                turn = (turn + 1) % size
+            done += due
+            self.counting = measuring
+            await asyncio.sleep(0.002)
+        result = window.stop() if measuring else {"wall": 0.0}
+        offered = len(counted)
+        # The frames sent in the window get a second to arrive; later ones
+        # are too late for any latency bound this measures.
+        deadline = perf() + 1.0
+        while any(n in counts for n in counted) and perf() < deadline:
+            self.arrived.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), deadline - perf())
+        self.counting = False
+        missing = sum(self.room_size - counts[n] for n in counted if n in counts)
+        missing += closed * self.room_size
+        counts.clear()
+        sent.clear()
+        result.update(
+            count=offered,
+            rate=self.rate,
+            errors=0,
+            deliveries=offered * self.room_size - missing,
+            missing=missing,
+            closed=closed,
+            # What never arrived is later than any bound.
+            p99_ms=_p99_with_missing(self.latencies, missing) / 1000,
+            latencies_us=_sample(self.latencies),
+        )
+        return result
 
 
 class Warm(_Connected):
@@ -416,7 +718,7 @@ async def setup(job: Job) -> Scenario:
     op = job["op"]
     if op == "connrate":
         return ConnRate(job)
-    scenario: Echo | Fanout | Idle | Warm
+    scenario: Echo | Fanout | Idle | Warm | CrossFanout | ManyRooms
     if op == "echo":
         scenario = Echo(job)
     elif op == "fanout":
@@ -425,6 +727,10 @@ async def setup(job: Job) -> Scenario:
         scenario = Idle(job)
     elif op == "warm":
         scenario = Warm(job)
+    elif op == "xfanout":
+        scenario = CrossFanout(job)
+    elif op == "rooms":
+        scenario = ManyRooms(job)
     else:
         raise ValueError(f"unknown load job {op!r}")
     await scenario.open()

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.servers import REPO_ROOT, SERVERS
+from benchmarks.servers import MALLOC_ENV, REPO_ROOT, SERVERS
 
 __all__ = [
     "TARGETS",
@@ -46,7 +46,10 @@ PACKAGES = (
 
 
 class Target:
-    """A speed goal: ``achannels / baseline`` compared to ``bound``."""
+    """A speed goal: ``achannels / baseline`` compared to ``bound``.
+    ``sizes`` limits it to cells whose parameters take those values;
+    ``metric`` ``p99`` compares the p99 latency instead of the throughput
+    (then lower is better)."""
 
     def __init__(
         self,
@@ -56,20 +59,25 @@ class Target:
         *,
         where: Sequence[str] = (),
         members: int | None = None,
+        sizes: dict[str, Sequence[int]] | None = None,
         lower_is_better: bool = False,
+        metric: str = "throughput",
     ) -> None:
         self.scenario = scenario
         self.baseline = baseline
         self.bound = bound
         self.where = tuple(where)
-        self.members = members
-        self.lower_is_better = lower_is_better
+        self.sizes = dict(sizes or {})
+        if members is not None:
+            self.sizes["members"] = (members,)
+        self.metric = metric
+        self.lower_is_better = lower_is_better or metric == "p99"
 
     def applies(self, scenario: str, where: str, params: dict[str, Any]) -> bool:
         return (
             scenario == self.scenario
             and (not self.where or where in self.where)
-            and (self.members is None or params.get("members") == self.members)
+            and all(params.get(k) in v for k, v in self.sizes.items())
         )
 
     def met(self, ratio: float) -> bool:
@@ -77,13 +85,16 @@ class Target:
 
     def label(self) -> str:
         sign = "≤" if self.lower_is_better else "≥"
-        return f"{sign} {self.bound:g}"
+        what = "p99 " if self.metric == "p99" else ""
+        return f"{what}{sign} {self.bound:.3g}"
 
 
 TARGETS = (
-    Target("echo", "raw", 0.85),
+    # One server process, the in-memory layer.
+    Target("echo", "raw", 0.85, where=["uvicorn", "granian"]),
+    Target("echo", "raw", 0.85, where=["hypercorn"], sizes={"clients": (1,)}),
     Target("connrate", "raw", 0.80),
-    Target("fanout", "raw", 0.5),
+    Target("fanout", "raw", 0.5, where=["uvicorn", "hypercorn"]),
     Target("fanout", "channels", 10),
     Target("memory", "raw", 1.15, lower_is_better=True),
     Target("layer.sendrecv", "channels", 3, where=["memory"]),
@@ -91,16 +102,40 @@ TARGETS = (
     Target("layer.group_e2e", "channels", 5, where=["memory"], members=1000),
     Target("layer.sendrecv", "channels", 5, where=["redis"]),
     Target("layer.group_e2e", "channels", 1.5, where=["redis"]),
+    # Production shape: several processes, Redis, big rooms.
+    Target("echo", "raw", 0.90, where=["hypercorn"], sizes={"clients": (50, 500)}),
+    Target("fanout", "raw", 0.85, where=["granian"]),
+    Target("xfanout.flat", "channels", 5, where=["redis"]),
+    Target("xfanout.rate", "channels", 1 / 3, where=["redis"], metric="p99"),
+    Target("xfanout.flat", "channels", 1.5, where=["redis-pubsub"]),
+    Target("xfanout.flat", "raw", 0.7, where=["redis-pubsub"]),
+    Target("rooms", "channels", 3),
 )
 
 # -- figures --------------------------------------------------------------------
 
 
+def _members(cell: dict[str, Any]) -> int:
+    params = cell["params"]
+    return int(params.get("clients", params.get("connections", 0)))
+
+
+def rooms_sustained(cell: dict[str, Any]) -> float | None:
+    """Many rooms: the highest offered rate (room messages/s) whose step
+    kept the p99 bound; 0 when none did."""
+    if not cell["slices"]:
+        return None
+    return max(
+        (s["count"] / s["wall"] for s in cell["slices"] if s.get("kept")),
+        default=0.0,
+    )
+
+
 def _rates(cell: dict[str, Any]) -> list[float]:
     out = []
     for s in cell["slices"]:
-        if cell["scenario"] == "fanout" and s.get("time_to_last_s"):
-            size = cell["params"]["clients"]
+        if cell["scenario"] in ("fanout", "scale") and s.get("time_to_last_s"):
+            size = _members(cell)
             out.append(size / statistics.median(s["time_to_last_s"]))
         elif s.get("wall"):
             out.append(s["count"] / s["wall"])
@@ -114,6 +149,8 @@ def figure(cell: dict[str, Any]) -> float | None:
         return None
     if cell["scenario"] == "memory":  # one slice per set of processes
         return float(statistics.median(s["per_connection"] for s in cell["slices"]))
+    if cell["scenario"] == "rooms":
+        return rooms_sustained(cell)
     rates = _rates(cell)
     return statistics.median(rates) if rates else None
 
@@ -124,7 +161,7 @@ def efficiency(cell: dict[str, Any]) -> float | None:
     server loses the CPU to other processes now and then; its throughput
     drops, but the CPU it spends per operation does not, so this is the
     steadier figure."""
-    if cell.get("error") or cell["scenario"] == "memory":
+    if cell.get("error") or cell["scenario"] in ("memory", "rooms", "scale"):
         return None
     if cell["scenario"] == "layer.group_e2e" and cell["where"].startswith("redis"):
         return None  # the receivers are other processes: no one CPU to count
@@ -139,10 +176,8 @@ def efficiency(cell: dict[str, Any]) -> float | None:
 def _slice_rates(cell: dict[str, Any]) -> list[float | None]:
     out: list[float | None] = []
     for s in cell["slices"]:
-        if cell["scenario"] == "fanout" and s.get("time_to_last_s"):
-            out.append(
-                cell["params"]["clients"] / statistics.median(s["time_to_last_s"])
-            )
+        if cell["scenario"] in ("fanout", "scale") and s.get("time_to_last_s"):
+            out.append(_members(cell) / statistics.median(s["time_to_last_s"]))
         elif s.get("wall"):
             out.append(s["count"] / s["wall"])
         else:
@@ -175,7 +210,9 @@ def compare(
     ratio of the cells' figures. For memory: the per-connection ratio, None."""
     if ours is None or base is None or ours.get("error") or base.get("error"):
         return None, None
-    if ours["scenario"] == "memory" or len(ours["slices"]) != len(base["slices"]):
+    if ours["scenario"] in ("memory", "rooms", "scale") or len(ours["slices"]) != len(
+        base["slices"]
+    ):
         return _ratio(figure(ours), figure(base)), _ratio(
             efficiency(ours), efficiency(base)
         )
@@ -183,6 +220,15 @@ def compare(
         _paired(_slice_rates(ours), _slice_rates(base)),
         _paired(_slice_efficiencies(ours), _slice_efficiencies(base)),
     )
+
+
+def compare_p99(
+    ours: dict[str, Any] | None, base: dict[str, Any] | None
+) -> float | None:
+    """``ours``' p99 latency over ``base``'s (all slices pooled)."""
+    if ours is None or base is None or ours.get("error") or base.get("error"):
+        return None
+    return _ratio(latency_ms(ours, 0.99), latency_ms(base, 0.99))
 
 
 def _percentile(values: list[int], q: float) -> float | None:
@@ -286,6 +332,7 @@ def machine_info(server_cores: set[int], client_cores: set[int]) -> dict[str, An
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "load_average_before": os.getloadavg(),
         "servers": SERVERS,
+        "malloc": MALLOC_ENV,
     }
 
 
@@ -296,6 +343,30 @@ SECTIONS = (
     ("connrate", "Connection rate", "connect + accept + close per second"),
     ("fanout", "Group fan-out", "deliveries/s to every member of one room"),
     ("memory", "Idle memory", "server RSS per open WebSocket, KiB (lower is better)"),
+    (
+        "scale",
+        "Broadcast to every idle connection",
+        "deliveries/s (room members / time until the last one has the frame), "
+        "as many members as one process may hold",
+    ),
+    (
+        "xfanout.rate",
+        "Cross-process broadcast, fixed rate",
+        "deliveries/s, one publisher at a fixed rate into one room spread over "
+        "the server processes; latency from publishing to the last member's "
+        "receipt",
+    ),
+    (
+        "xfanout.flat",
+        "Cross-process broadcast, flat out",
+        "deliveries/s, the publisher keeping a few broadcasts in flight",
+    ),
+    (
+        "rooms",
+        "Many rooms",
+        "room messages/s sustained before the p99 delivery latency passes the "
+        "bound (every client sending in turn)",
+    ),
     ("layer.sendrecv", "Layer send + receive", "round trips/s"),
     ("layer.pingpong", "Layer ping-pong between two tasks", "round trips/s"),
     (
@@ -353,7 +424,10 @@ def target_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             base = systems.get(target.baseline)
             if base is None:
                 continue
-            ratio, cpu_ratio = compare(ours, base)
+            if target.metric == "p99":
+                ratio, cpu_ratio = compare_p99(ours, base), None
+            else:
+                ratio, cpu_ratio = compare(ours, base)
             rows.append(
                 {
                     "scenario": scenario,
@@ -434,6 +508,14 @@ def markdown(results: dict[str, Any], notes: bool = True) -> str:
                         and target.applies(scenario, key[1], ours["params"])
                         and ratio is not None
                     ):
+                        if target.metric == "p99":
+                            p99 = compare_p99(ours, cells.get(baseline))
+                            verdicts.append(
+                                f"{target.label()} vs {NAMES[baseline]} "
+                                f"{_mark(None if p99 is None else target.met(p99))}"
+                                f" (p99 ratio {_fmt(p99, 2)})"
+                            )
+                            continue
                         marks = _mark(target.met(ratio))
                         if cpu_ratio is not None:
                             marks += f"/{_mark(target.met(cpu_ratio))}"
@@ -483,11 +565,17 @@ def _detail(
                     f"| {s['rss_after'] / 2**20:,.1f} | {s['open']:,} | {each} |"
                 )
         return [*out, ""]
+    if scenario == "scale":
+        return _detail_scale(keys, grouped, present)
+    if scenario == "rooms":
+        return _detail_rooms(keys, grouped, present)
     layer = scenario.startswith("layer.")
     if layer:
         columns = ["CPU %", "CPU µs/op"]
     elif scenario == "fanout":
         columns = ["time to last, ms", "p50 delivery, ms", "p99 delivery, ms"]
+    elif scenario.startswith("xfanout."):
+        columns = ["p50 to last, ms", "p99 to last, ms", "broadcasts", "lost"]
     else:
         columns = ["p50, ms", "p99, ms"]
     if not layer:
@@ -519,6 +607,13 @@ def _detail(
                 values = [server, per_op]
             elif scenario == "fanout":
                 values = [_fmt(time_to_last_ms(cell), 1), _fmt(p50, 1), _fmt(p99, 1)]
+            elif scenario.startswith("xfanout."):
+                values = [
+                    _fmt(p50, 1),
+                    _fmt(p99, 1),
+                    f"{sum(s.get('messages', 0) for s in cell['slices']):,}",
+                    f"{sum(s.get('lost', 0) for s in cell['slices']):,}",
+                ]
             else:
                 values = [_fmt(p50, 2), _fmt(p99, 2)]
             if not layer:
@@ -529,6 +624,66 @@ def _detail(
                     _fmt(cpu_pct(cell, "client_cpu")),
                 ]
             out.append(f"{prefix} {' | '.join(values)} | {n} |")
+    return [*out, "", "</details>", ""]
+
+
+def _detail_scale(
+    keys: list[tuple[str, str, str]],
+    grouped: dict[tuple[str, str, str], dict[str, Any]],
+    present: list[str],
+) -> list[str]:
+    out = [
+        "| where | system | members | time to last, ms "
+        "| p50 delivery, ms | p99 delivery, ms | server CPU µs/delivery |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key in keys:
+        for system in present:
+            cell = grouped[key].get(system)
+            if not cell or not cell["slices"] or cell.get("error"):
+                continue
+            s = cell["slices"][0]
+            per_delivery = (
+                1e6 * s["server_cpu"] / s["count"]
+                if s.get("server_cpu") and s.get("count")
+                else None
+            )
+            out.append(
+                f"| {key[1]} | {NAMES[system]} | {s['open']:,} "
+                f"| {_fmt(time_to_last_ms(cell), 1)} "
+                f"| {_fmt(latency_ms(cell, 0.5), 1)} "
+                f"| {_fmt(latency_ms(cell, 0.99), 1)} | {_fmt(per_delivery, 1)} |"
+            )
+    return [*out, ""]
+
+
+def _detail_rooms(
+    keys: list[tuple[str, str, str]],
+    grouped: dict[tuple[str, str, str], dict[str, Any]],
+    present: list[str],
+) -> list[str]:
+    out = [
+        "<details><summary>every step: offered rate, p99, CPU</summary>",
+        "",
+        "| where | system | offered msg/s | p99 delivery, ms | missing "
+        "| kept | server CPU % | server waited for CPU % | load-gen CPU % |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for key in keys:
+        for system in present:
+            cell = grouped[key].get(system)
+            if not cell:
+                continue
+            for s in sorted(cell["slices"], key=lambda s: s["count"] / s["wall"]):
+                wall = s["wall"] or 1
+                out.append(
+                    f"| {key[1]} | {NAMES[system]} | {s['count'] / wall:,.0f} "
+                    f"| {s['p99_ms']:,.1f} | {s['missing']:,} "
+                    f"| {'yes' if s.get('kept') else 'no'} "
+                    f"| {_fmt(100 * (s.get('server_cpu') or 0) / wall)} "
+                    f"| {_fmt(100 * (s.get('server_wait') or 0) / wall)} "
+                    f"| {_fmt(100 * (s.get('client_cpu') or 0) / wall)} |"
+                )
     return [*out, "", "</details>", ""]
 
 
@@ -556,6 +711,10 @@ def document(results: dict[str, Any], chart_files: Sequence[str] = ()) -> str:
         f"after {_load(m.get('load_average_after'))}.",
         f"- Packages: {packages}.",
         "- Servers: " + "; ".join(m["servers"].values()) + ".",
+        "- Every server process runs with "
+        + ", ".join(f"`{k}={v}`" for k, v in m.get("malloc", {}).items())
+        + " (glibc; see `benchmarks/servers.py`: without it asyncio's 256 KiB "
+        "reads cost some processes an mmap + munmap each, at random).",
         f"- Each server cell is the median of {sizes['slices']} slice(s) over "
         f"{sizes.get('epochs', 1)} set(s) of fresh server processes, each layer "
         f"cell of {min(sizes['slices'], sizes.get('layer_slices', sizes['slices']))}; "
@@ -568,7 +727,8 @@ def document(results: dict[str, Any], chart_files: Sequence[str] = ()) -> str:
         *_notes(results),
         "## Targets",
         "",
-        "Throughput ratios are what the targets in the last column name; the "
+        "Throughput ratios are what the targets in the last column name "
+        "(one p99 latency ratio: the fixed-rate cross-process broadcast); the "
         "CPU-normalised ratio (operations per CPU-second of the server or "
         "layer process) is the same comparison with the CPU stolen by other "
         "processes taken out, the steadier figure on a shared machine.",
@@ -674,6 +834,27 @@ def charts(results: dict[str, Any], out: Path) -> list[str]:
         "KiB per connection",
         False,
         1 / 1024,
+    )
+    bars(
+        "scale.png",
+        "Broadcast to every idle connection (one process)",
+        ["scale"],
+        "deliveries/s",
+        False,
+    )
+    bars(
+        "cluster.png",
+        "Cross-process broadcast (2 processes, Redis)",
+        ["xfanout.rate", "xfanout.flat"],
+        "deliveries/s (log)",
+        True,
+    )
+    bars(
+        "rooms.png",
+        "Many rooms: sustained room messages/s within the p99 bound",
+        ["rooms"],
+        "room messages/s",
+        False,
     )
     layer_scenarios = [s for s, _, _ in SECTIONS if s.startswith("layer.")]
     bars("layers.png", "Channel layers", layer_scenarios, "operations/s (log)", True)

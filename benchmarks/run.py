@@ -27,12 +27,14 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from benchmarks import report
+from benchmarks.apps.consumers import LAYER_ENV, PREFIX_ENV, REDIS_ENV
 from benchmarks.layers import redis_url
 from benchmarks.servers import (
     AB_SOURCE_ENV,
@@ -46,8 +48,16 @@ from benchmarks.servers import (
 __all__ = ["FULL", "QUICK", "SMOKE", "Sizes", "main", "run_suite"]
 
 SYSTEMS = ("achannels", "channels", "raw")
-SERVERS = ("uvicorn", "hypercorn")
-SCENARIOS = ("memory", "echo", "connrate", "fanout", "layers")
+SERVERS = ("uvicorn", "hypercorn", "granian")
+SCENARIOS = (
+    "memory", "echo", "connrate", "fanout", "scale", "cluster", "rooms", "layers",
+)  # fmt: skip
+#: Scenarios on several server processes sharing Redis (not per server).
+CLUSTER_SCENARIOS = ("cluster", "rooms")
+#: The most sockets one process may hold here is its hard open-files limit
+#: (20,000 on the reference machine, and raising it needs privileges); the
+#: server and the load generator each keep this many for their own files.
+FD_RESERVE = 100
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,25 @@ class Sizes:
     redis_kinds: tuple[str, ...] = ("redis", "redis-pubsub")
     redis_processes: int = 4
     redis_rounds: int = 30
+    # Memory at scale: idle connections, then room members and the time to
+    # broadcast to all of them (0: skipped); capped by the open-files limit.
+    scale_clients: int = 20_000
+    scale_broadcasts: int = 3
+    # Several server processes sharing rooms through Redis.
+    cluster_layers: tuple[str, ...] = ("redis", "redis-pubsub")
+    cluster_processes: int = 2
+    cluster_slices: int = 4
+    xfanout_clients: int = 2000
+    xfanout_rate: float = 1.0  # publications/s of the fixed-rate phase
+    xfanout_rate_duration: float = 5.0
+    xfanout_duration: float = 2.5
+    xfanout_window: int = 4  # publications in flight when flat out
+    rooms_clients: int = 5000
+    room_size: int = 10
+    rooms_duration: float = 2.0
+    rooms_start_rate: float = 50.0  # room messages/s of the first step
+    rooms_steps: int = 8
+    rooms_p99_ms: float = 100.0
     setup_timeout: float = 300.0
 
 
@@ -97,8 +126,8 @@ FULL = Sizes(
 QUICK = Sizes(
     name="quick",
     slices=1,
-    echo_duration=0.4,
-    connrate_duration=0.5,
+    echo_duration=0.3,
+    connrate_duration=0.4,
     fanout_clients=500,
     fanout_broadcasts=5,
     idle_clients=500,
@@ -111,6 +140,16 @@ QUICK = Sizes(
     redis_kinds=("redis",),
     redis_processes=2,
     redis_rounds=5,
+    scale_clients=0,
+    cluster_layers=("redis",),
+    cluster_slices=1,
+    xfanout_clients=200,
+    xfanout_rate=4.0,
+    xfanout_rate_duration=0.5,
+    xfanout_duration=0.5,
+    rooms_clients=500,
+    rooms_duration=0.4,
+    rooms_steps=2,
     setup_timeout=120.0,
 )
 SMOKE = Sizes(
@@ -130,8 +169,27 @@ SMOKE = Sizes(
     layer_slices=1,
     layer_pingpong=False,
     redis_kinds=(),
+    scale_clients=20,
+    scale_broadcasts=1,
+    cluster_layers=("redis-pubsub",),
+    cluster_slices=1,
+    xfanout_clients=6,
+    xfanout_rate=20.0,
+    xfanout_rate_duration=0.2,
+    xfanout_duration=0.2,
+    rooms_clients=20,
+    room_size=5,
+    rooms_duration=0.2,
+    rooms_start_rate=50.0,
+    rooms_steps=2,
     setup_timeout=60.0,
 )
+
+
+class Quiescent(Protocol):
+    """A server (or group of them) that can wait until it is idle."""
+
+    def quiesce(self) -> None: ...
 
 
 class BenchError(RuntimeError):
@@ -205,6 +263,11 @@ class Worker:
         answer: dict[str, Any] = json.loads(line)
         return answer
 
+    def kill(self) -> None:
+        """End a worker that stopped answering; ``close`` then reaps it."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+
     async def close(self) -> None:
         if self.proc is None:
             return
@@ -235,7 +298,7 @@ async def run_cells(
     params: dict[str, Any],
     jobs: dict[str, dict[str, Any]],
     workers: dict[str, Worker],
-    servers: dict[str, RunningServer],
+    servers: Mapping[str, Quiescent],
     sizes: Sizes,
     slice_timeout: float,
     rotation: int = 0,
@@ -291,49 +354,96 @@ def _summary(cell: Cell) -> str:
     return f"{rate:,.0f}/s" if rate >= 100 else f"{rate:.2f}/s"
 
 
+def scale_clients(sizes: Sizes) -> int:
+    """``sizes.scale_clients``, or as many as the open-files limit lets one
+    server process and the load generator hold."""
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        return sizes.scale_clients
+    return min(sizes.scale_clients, int(hard) - FD_RESERVE)
+
+
 async def measure_memory(
     servers: dict[str, RunningServer],
     workers: dict[str, Worker],
     sizes: Sizes,
+    scenario: str = "memory",
+    clients: int | None = None,
 ) -> list[Cell]:
     """Server RSS per idle connection, one system at a time, on servers that
     have only been warmed up (so freed memory from earlier scenarios cannot
-    hide the cost)."""
+    hide the cost). ``scale``: as many connections as one process may hold,
+    first idle echo connections (``memory`` cells), then room members, with
+    the time to broadcast to all of them (``scale`` cells)."""
     cells = []
+    count = sizes.idle_clients if clients is None else clients
+    kinds = [("memory", "/echo/", 0)]
+    if scenario == "scale":
+        kinds.append(("scale", "/room/", sizes.scale_broadcasts))
     for system, srv in servers.items():
-        cell = Cell("memory", srv.server, {"connections": sizes.idle_clients}, system)
-        cells.append(cell)
-        await asyncio.to_thread(srv.quiesce)
-        before = srv.rss()
-        job = {
-            "op": "idle",
-            "host": srv.host,
-            "port": srv.port,
-            "clients": sizes.idle_clients,
-        }
-        await workers[system].send(job)
-        answer = await workers[system].read(sizes.setup_timeout)
-        if answer["phase"] == "ready":
-            await asyncio.sleep(0.3)
-            await asyncio.to_thread(srv.quiesce)
-            after = srv.rss()
-            opened = int(answer["open"])
-            cell.slices.append(
-                {
-                    "rss_before": before,
-                    "rss_after": after,
-                    "open": opened,
-                    "per_connection": (after - before) / max(1, opened),
-                }
-            )
-        else:
-            cell.error = answer.get("error", str(answer))
-        await workers[system].send({"stop": True})
-        while (await workers[system].read(sizes.setup_timeout))["phase"] != "idle":
-            pass
-        per = cell.slices[0]["per_connection"] / 1024 if cell.slices else 0
-        log(f"  memory    {srv.server:10} {system:9} {per:,.1f} KiB/connection")
+        for name, path, broadcasts in kinds:
+            cell = Cell(name, srv.server, {"connections": count}, system)
+            cells.append(cell)
+            await _measure_idle(cell, srv, workers[system], sizes, path, broadcasts)
+            per = cell.slices[0]["per_connection"] / 1024 if cell.slices else 0
+            status = f"{per:,.1f} KiB/conn"
+            if cell.slices and cell.slices[0].get("time_to_last_s"):
+                # Its memory follows the idle run's: freed pages hide it.
+                last = statistics.median(cell.slices[0]["time_to_last_s"])
+                status = f"broadcast to all in {last * 1000:,.0f} ms"
+            if cell.error:
+                status = f"error: {cell.error}"
+            log(f"  {name:9} {srv.server:10} {count:<22,} {system:9} {status}")
     return cells
+
+
+async def _measure_idle(
+    cell: Cell,
+    srv: RunningServer,
+    worker: Worker,
+    sizes: Sizes,
+    path: str,
+    broadcasts: int,
+) -> None:
+    await asyncio.to_thread(srv.quiesce)
+    before = srv.rss()
+    job = {
+        "op": "idle",
+        "host": srv.host,
+        "port": srv.port,
+        "clients": cell.params["connections"],
+        "path": path,
+        "broadcasts": broadcasts,
+        "server_pids": srv.pids,
+    }
+    await worker.send(job)
+    answer = await worker.read(sizes.setup_timeout)
+    if answer["phase"] == "ready":
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(srv.quiesce)
+        after = srv.rss()
+        opened = int(answer["open"])
+        piece = {
+            "rss_before": before,
+            "rss_after": after,
+            "open": opened,
+            "per_connection": (after - before) / max(1, opened),
+        }
+        if broadcasts:
+            await worker.send({"go": True})
+            result = await worker.read(sizes.setup_timeout)
+            if result["phase"] == "result":
+                piece.update({k: v for k, v in result.items() if k != "phase"})
+            else:
+                cell.error = result.get("error", str(result))
+        cell.slices.append(piece)
+    else:
+        cell.error = answer.get("error", str(answer))
+    await worker.send({"stop": True})
+    while (await worker.read(sizes.setup_timeout))["phase"] != "idle":
+        pass
 
 
 async def run_server_scenarios(
@@ -352,8 +462,19 @@ async def run_server_scenarios(
         if sizes.epochs > 1:
             log(f" processes {epoch + 1}/{sizes.epochs}")
         cells += await _one_epoch(
-            server, systems, scenarios, per_epoch, server_cores, client_cores,
+            server, systems, [s for s in scenarios if s != "scale"],
+            per_epoch, server_cores, client_cores,
             rotation=epoch * per_epoch.slices,
+        )  # fmt: skip
+    if "scale" in scenarios and sizes.scale_clients:
+        # Fresh processes of their own: memory freed by the other scenarios
+        # would hide the cost of the first thousands of connections. Channels'
+        # in-memory layer scans every channel on every receive: tens of
+        # thousands of its consumers take it minutes.
+        log(" memory at scale, fresh processes")
+        cells += await _one_epoch(
+            server, [s for s in systems if s != "channels"], ["scale"],
+            per_epoch, server_cores, client_cores, rotation=0,
         )  # fmt: skip
     return merge_cells(cells)
 
@@ -401,6 +522,10 @@ async def _one_epoch(
             )  # fmt: skip
             if "memory" in scenarios:
                 cells += await measure_memory(servers, workers, sizes)
+            if "scale" in scenarios:
+                cells += await measure_memory(
+                    servers, workers, sizes, "scale", scale_clients(sizes)
+                )
 
             async def scenario(
                 op: str, size: dict[str, int], timeout: float, **params: Any
@@ -434,6 +559,228 @@ async def _one_epoch(
             for worker in workers.values():
                 await worker.close()
     return cells
+
+
+class ServerGroup:
+    """The processes of one system in a multi-process scenario."""
+
+    def __init__(self, members: list[RunningServer]) -> None:
+        self.members = members
+
+    @property
+    def pids(self) -> list[int]:
+        return [pid for srv in self.members for pid in srv.pids]
+
+    @property
+    def targets(self) -> list[list[Any]]:
+        return [[srv.host, srv.port] for srv in self.members]
+
+    def quiesce(self, timeout: float = 5.0) -> None:
+        for srv in self.members:
+            srv.quiesce(timeout=timeout)
+
+    def check_alive(self) -> None:
+        for srv in self.members:
+            srv.check_alive()
+
+
+def cluster_systems(systems: Sequence[str], layer: str) -> list[str]:
+    """Who runs on ``layer``: the hand-written app only over pub/sub (what
+    it is written on), achannels-b wherever achannels runs."""
+    return [s for s in systems if s != "raw" or layer == "redis-pubsub"]
+
+
+async def run_cluster_scenarios(
+    systems: Sequence[str],
+    scenarios: Sequence[str],
+    sizes: Sizes,
+    server_cores: set[int],
+    client_cores: set[int],
+) -> list[Cell]:
+    """Cross-process broadcast and many rooms: ``cluster_processes`` uvicorn
+    processes per system, sharing rooms through each Redis layer."""
+    cells: list[Cell] = []
+    processes = sizes.cluster_processes
+    params = {"processes": processes}
+    for layer in sizes.cluster_layers:
+        present = cluster_systems(systems, layer)
+        log(f" {layer}, {processes} uvicorn processes per system:")
+        layer_env = {
+            s: {
+                LAYER_ENV: layer,
+                REDIS_ENV: redis_url(),
+                PREFIX_ENV: f"bench{uuid.uuid4().hex[:10]}",
+            }
+            for s in present
+        }
+        workers = {
+            s: Worker("benchmarks.loadgen", client_cores, f"loadgen-{s}")
+            for s in present
+        }
+        with start_servers(
+            [(s, "uvicorn") for s in present], server_cores,
+            layer=layer, layer_env=layer_env, processes=processes,
+        ) as running:  # fmt: skip
+            groups = {
+                s: ServerGroup([srv for srv in running if srv.system == s])
+                for s in present
+            }
+            try:
+                for worker in workers.values():
+                    await worker.start()
+                # channels_redis's connection pool refuses more than a few
+                # dozen group_add() calls at once ("Too many connections"):
+                # fewer handshakes in flight, as joining is not measured.
+                common = {
+                    s: {
+                        "targets": g.targets,
+                        "server_pids": g.pids,
+                        "connect_parallelism": 16,
+                    }
+                    for s, g in groups.items()
+                }
+                slices = replace(sizes, slices=sizes.cluster_slices)
+                if "cluster" in scenarios:
+                    size = {"clients": sizes.xfanout_clients, **params}
+                    for mode in ("rate", "flat"):
+                        job = {
+                            "op": "xfanout",
+                            "clients": sizes.xfanout_clients,
+                            "mode": mode,
+                            "rate": sizes.xfanout_rate,
+                            "window": sizes.xfanout_window,
+                            "duration": sizes.xfanout_rate_duration
+                            if mode == "rate"
+                            else sizes.xfanout_duration,
+                        }
+                        cells += await run_cells(
+                            f"xfanout.{mode}", layer,
+                            {**size, "rate": sizes.xfanout_rate} if mode == "rate"
+                            else size,
+                            {s: {**job, **common[s]} for s in present},
+                            workers, groups, slices,
+                            sizes.xfanout_rate_duration * 10 + 120,
+                        )  # fmt: skip
+                if "rooms" in scenarios:
+                    cells += await sweep_rooms(
+                        layer, present, workers, groups, common, sizes
+                    )
+                for group in groups.values():
+                    group.check_alive()
+                _log_server_output(cells, layer, groups)
+            finally:
+                for worker in workers.values():
+                    await worker.close()
+    return cells
+
+
+def _log_server_output(
+    cells: list[Cell], layer: str, groups: dict[str, ServerGroup]
+) -> None:
+    """A system that failed on ``layer``: show what its servers printed."""
+    failed = {c.system for c in cells if c.where == layer and c.error}
+    for system in failed:
+        for srv in groups[system].members:
+            log(f"  {srv.label} printed:\n{srv.output()[-3000:]}")
+
+
+async def sweep_rooms(
+    layer: str,
+    systems: Sequence[str],
+    workers: dict[str, Worker],
+    groups: dict[str, ServerGroup],
+    common: dict[str, dict[str, Any]],
+    sizes: Sizes,
+) -> list[Cell]:
+    """Many rooms: raise each system's offered rate (doubling, then
+    bisecting) until the p99 delivery latency passes ``rooms_p99_ms``; the
+    systems take turns at every step. A cell's slices are its steps; its
+    figure is the highest rate that kept the bound."""
+    params = {
+        "clients": sizes.rooms_clients,
+        "room_size": sizes.room_size,
+        "processes": sizes.cluster_processes,
+    }
+    cells = {s: Cell("rooms", layer, params, s) for s in systems}
+    job = {
+        "op": "rooms",
+        "clients": sizes.rooms_clients,
+        "room_size": sizes.room_size,
+        "duration": sizes.rooms_duration,
+    }
+    for system in systems:
+        await workers[system].send({**job, **common[system]})
+    stuck: set[str] = set()
+    for system in systems:
+        try:
+            answer = await workers[system].read(sizes.setup_timeout)
+        except BenchError as error:
+            # A system that cannot even set up (its rooms never delivered)
+            # is a result, not the end of the run.
+            cells[system].error = str(error).splitlines()[0]
+            stuck.add(system)
+            continue
+        if answer["phase"] != "ready":
+            cells[system].error = answer.get("error", str(answer))
+    state = {
+        s: {"rate": sizes.rooms_start_rate, "ok": 0.0, "bad": 0.0}
+        for s in systems
+        if cells[s].error is None
+    }
+    for step in range(sizes.rooms_steps):
+        for system in rotated(list(state), step):
+            st = state[system]
+            # An overloaded step leaves a backlog: let it drain first.
+            await asyncio.to_thread(groups[system].quiesce, 30.0)
+            await workers[system].send({"go": True, "rate": st["rate"]})
+            try:
+                answer = await workers[system].read(sizes.rooms_duration * 10 + 60)
+            except BenchError as error:
+                cells[system].error = str(error).splitlines()[0]
+                stuck.add(system)
+                del state[system]
+                continue
+            if answer["phase"] != "result":
+                cells[system].error = answer.get("error", str(answer))
+                del state[system]
+                continue
+            kept = rooms_kept(answer, sizes)
+            answer["kept"] = kept
+            cells[system].slices.append(answer)
+            if kept:
+                st["ok"] = max(st["ok"], st["rate"])
+            else:
+                st["bad"] = st["rate"] if not st["bad"] else min(st["bad"], st["rate"])
+            if st["bad"] and st["ok"]:
+                st["rate"] = (st["ok"] * st["bad"]) ** 0.5
+            elif st["bad"]:
+                st["rate"] = st["bad"] / 2
+            else:
+                st["rate"] *= 2
+    for system in systems:
+        if system in stuck:
+            workers[system].kill()
+            continue
+        await workers[system].send({"stop": True})
+        while (await workers[system].read(sizes.setup_timeout))["phase"] != "idle":
+            pass
+    for cell in cells.values():
+        best = rooms_sustained(cell)
+        status = f"error: {cell.error}" if cell.error else f"{best:,.0f} msg/s"
+        log(f"  rooms     {layer:10} {_params(params):22} {cell.system:9} {status}")
+    return list(cells.values())
+
+
+def rooms_kept(piece: dict[str, Any], sizes: Sizes) -> bool:
+    """Whether a rooms step kept the latency bound (the p99 counts what
+    never arrived as infinitely late)."""
+    return bool(piece["count"] and piece["p99_ms"] <= sizes.rooms_p99_ms)
+
+
+def rooms_sustained(cell: Cell) -> float:
+    return max(
+        (p["count"] / p["wall"] for p in cell.slices if p.get("kept")), default=0.0
+    )
 
 
 def redis_available() -> str | None:
@@ -546,14 +893,24 @@ async def run_suite(
             "Channels is not installed here, so it was skipped: build the bench "
             "environment with benchmarks/setup.sh."
         )
+    servers = list(servers)
+    for server in [s for s in servers if importlib.util.find_spec(s) is None]:
+        servers.remove(server)
+        notes.append(
+            f"{server} is not installed here, so it was skipped: build the bench "
+            "environment with benchmarks/setup.sh."
+        )
     server_cores, client_cores = cpu_plan()
+    notes += _scenario_notes(sizes, servers, scenarios)
     if server_cores == client_cores:
         notes.append("Only one core available: server and load generator share it.")
     with _pinned(client_cores):
         started = time.time()
         machine = report.machine_info(server_cores, client_cores)
         cells: list[Cell] = []
-        server_scenarios = [s for s in scenarios if s != "layers"]
+        server_scenarios = [
+            s for s in scenarios if s != "layers" and s not in CLUSTER_SCENARIOS
+        ]
         if server_scenarios:
             for server in servers:
                 log(f"{server}:")
@@ -561,6 +918,22 @@ async def run_suite(
                     server, systems, server_scenarios, sizes, server_cores,
                     client_cores,
                 )  # fmt: skip
+        cluster = [s for s in scenarios if s in CLUSTER_SCENARIOS]
+        if cluster and sizes.cluster_layers:
+            note = redis_available()
+            if note:
+                notes.append(f"Multi-process scenarios skipped: {note}.")
+            else:
+                log("several processes, Redis:")
+                try:
+                    cells += await run_cluster_scenarios(
+                        systems, cluster, sizes, server_cores, client_cores
+                    )
+                except BenchError as error:
+                    # Keep what the rest of the run measured.
+                    first = str(error).splitlines()[0]
+                    notes.append(f"Multi-process scenarios stopped: {first}.")
+                    log(f"  multi-process scenarios stopped: {first}")
         if "layers" in scenarios:
             redis_note = redis_available() if sizes.redis_kinds else None
             if redis_note:
@@ -578,6 +951,44 @@ async def run_suite(
         "notes": notes,
         "cells": [asdict(cell) for cell in cells],
     }
+
+
+def _scenario_notes(
+    sizes: Sizes, servers: Sequence[str], scenarios: Sequence[str]
+) -> list[str]:
+    """What the reader of the results must know about how they were made."""
+    notes = []
+    if "scale" in scenarios and sizes.scale_clients:
+        count = scale_clients(sizes)
+        if count < sizes.scale_clients:
+            notes.append(
+                f"Memory at scale: {count:,} connections, not "
+                f"{sizes.scale_clients:,}: the open-files hard limit of a process "
+                f"here is {count + FD_RESERVE:,} (raising it needs privileges), "
+                "and the server and the load generator each hold one socket "
+                "per connection."
+            )
+        notes.append(
+            "Memory at scale and the broadcast to every idle connection run "
+            "achannels and the hand-written app only: Channels' in-memory layer "
+            "scans every channel on each receive, so tens of thousands of its "
+            "consumers take minutes to connect and to broadcast to."
+        )
+    if "granian" in servers:
+        notes.append(
+            "granian runs its Rust I/O thread and its Python thread on the one "
+            "server core; the time they wait for each other shows as 'waited "
+            "for CPU'."
+        )
+    if any(s in scenarios for s in CLUSTER_SCENARIOS) and sizes.cluster_layers:
+        notes.append(
+            f"Multi-process scenarios: the {sizes.cluster_processes} uvicorn "
+            "processes of a system share the one server core (so they wait for "
+            "each other: the machine is the limit there, not the framework), and "
+            "the Redis server, shared with the machine's other users, is not "
+            "pinned."
+        )
+    return notes
 
 
 def channels_installed() -> bool:

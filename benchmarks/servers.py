@@ -13,7 +13,7 @@ import resource
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from harness.servers import REPO_ROOT, ServerProcess, free_port, server_env
@@ -22,8 +22,11 @@ __all__ = [
     "AB_SOURCE_ENV",
     "AB_SYSTEM",
     "APPS",
+    "MALLOC_ENV",
+    "RAW_REDIS_APP",
     "SERVERS",
     "RunningServer",
+    "app_for",
     "cpu_plan",
     "free_port",
     "start_servers",
@@ -37,6 +40,8 @@ APPS = {
     "channels": "benchmarks.apps.channels_app:app",
     "raw": "benchmarks.apps.raw_app:app",
 }
+#: The hand-written app where rooms span processes (Redis pub/sub).
+RAW_REDIS_APP = "benchmarks.apps.raw_redis_app:app"
 
 #: The optional A/B system: achannels from another source tree (set by
 #: ``run.py --ab DIR``), served with that tree first on ``PYTHONPATH``.
@@ -47,7 +52,23 @@ AB_SOURCE_ENV = "ACHANNELS_BENCH_AB_SRC"
 SERVERS = {
     "uvicorn": "uvicorn, auto: uvloop + httptools + websockets-sansio, 1 process",
     "hypercorn": "hypercorn, asyncio worker, wsproto, in-process (-w 0)",
+    "granian": "granian, ASGI interface, uvloop, 1 worker process, 1 runtime thread",
 }
+
+
+#: glibc's malloc settings for every server process. asyncio's selector
+#: transport (hypercorn's asyncio worker) reads with ``sock.recv(256 KiB)``:
+#: CPython allocates 256 KiB and shrinks it with realloc. Above glibc's
+#: initial mmap threshold (128 KiB) that is an mmap + munmap per read, and
+#: the threshold only adapts when such a block is freed with free(), which
+#: realloc never does: so whether a process pays two extra syscalls and a
+#: page fault per read depends on its history (strace: 1,476 reads, 1,476
+#: mmap and 1,476 munmap in one process; 2,608 reads and none in another).
+#: That was the 0.80-0.95 swing of hypercorn echo across runs, hitting the
+#: hand-written app as much as achannels. Fixed thresholds (the values glibc
+#: adapts to once it has freed such a block) give every process the same
+#: allocator; uvloop (uvicorn) and granian read into their own buffers.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "524288", "MALLOC_TRIM_THRESHOLD_": "1048576"}
 
 
 def cpu_plan() -> tuple[set[int], set[int]]:
@@ -74,6 +95,16 @@ def command(server: str, app: str, port: int) -> list[str]:
             sys.executable, "-m", "hypercorn", app,
             "--bind", f"127.0.0.1:{port}", "--workers", "0",
             "--log-level", "warning", "--backlog", "4096",
+        ]  # fmt: skip
+    if server == "granian":
+        # Backpressure (concurrent requests per worker; a WebSocket is one for
+        # its lifetime) defaults to backlog / workers: lift it above the
+        # largest idle scenario.
+        return [
+            sys.executable, "-m", "granian", app,
+            "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--loop", "uvloop", "--log-level", "warning",
+            "--no-access-log", "--backlog", "4096", "--backpressure", "65536",
         ]  # fmt: skip
     raise ValueError(f"unknown server {server!r}; known: {sorted(SERVERS)}")
 
@@ -102,25 +133,43 @@ class RunningServer(ServerProcess):
         self.server = server
 
 
+def app_for(system: str, layer: str = "memory") -> str:
+    """The application ``system`` serves with the channel layer ``layer``."""
+    if system == "raw" and layer != "memory":
+        return RAW_REDIS_APP
+    return APPS.get(system, APPS["achannels"])
+
+
 @contextlib.contextmanager
 def start_servers(
-    pairs: Sequence[tuple[str, str]], cores: set[int]
+    pairs: Sequence[tuple[str, str]],
+    cores: set[int],
+    *,
+    layer: str = "memory",
+    layer_env: Mapping[str, Mapping[str, str]] | None = None,
+    processes: int = 1,
 ) -> Iterator[list[RunningServer]]:
     """Start every (system, server) pair at once (their start-up costs
-    overlap) and stop them all afterwards."""
-    env = server_env()
+    overlap) and stop them all afterwards: ``processes`` processes per pair,
+    each on its own port, sharing ``layer`` (configured by the environment
+    ``layer_env[system]``)."""
     running: list[RunningServer] = []
     with tempfile.TemporaryDirectory(prefix="achannels-bench-") as tmp:
         try:
-            for system, server in pairs:
+            for (system, server), n in (
+                (pair, n) for pair in pairs for n in range(processes)
+            ):
                 port = free_port()
-                app, system_env = APPS.get(system, APPS["achannels"]), env
+                env = server_env(
+                    extra={**MALLOC_ENV, **(layer_env or {}).get(system, {})}
+                )
+                app, system_env = app_for(system, layer), env
                 if system == AB_SYSTEM:
                     system_env = dict(env)
                     system_env["PYTHONPATH"] = os.pathsep.join(
                         (os.environ[AB_SOURCE_ENV], env["PYTHONPATH"])
                     )
-                log = Path(tmp) / f"{system}-{server}.log"
+                log = Path(tmp) / f"{system}-{server}-{n}.log"
                 with log.open("wb") as sink:
                     proc = subprocess.Popen(
                         command(server, app, port),

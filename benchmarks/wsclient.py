@@ -167,11 +167,14 @@ class WSClient(asyncio.Protocol):
         if transport is not None and not transport.is_closing():
             transport.write(frame(opcode, payload))
 
-    def send_text(self, payload: bytes) -> None:
-        """Send ``payload`` (UTF-8 bytes) as a text frame."""
+    def send_text(self, payload: bytes) -> bool:
+        """Send ``payload`` (UTF-8 bytes) as a text frame; False when the
+        connection is gone (the server closed it)."""
         transport = self.transport
-        if transport is not None:
-            transport.write(frame(OP_TEXT, payload))
+        if transport is None or transport.is_closing():
+            return False
+        transport.write(frame(OP_TEXT, payload))
+        return True
 
     def start_close(self, code: int = 1000) -> None:
         """Start the closing handshake; ``closed`` resolves when TCP is gone."""
@@ -207,17 +210,22 @@ async def connect(
     *,
     request: bytes | None = None,
     timeout: float = 30.0,
+    local_addr: tuple[str, int] | None = None,
 ) -> WSClient:
     """Open a WebSocket to ``path`` and wait for the handshake.
 
     Raises ``HandshakeRejected`` when the server refuses the upgrade,
     ``ConnectionError``/``OSError`` when the connection fails and
-    ``TimeoutError`` after ``timeout`` seconds.
+    ``TimeoutError`` after ``timeout`` seconds. ``local_addr`` binds the
+    client end (another loopback address has its own ephemeral ports).
     """
     loop = asyncio.get_running_loop()
     req = request if request is not None else upgrade_request(host, port, path)
     _, client = await asyncio.wait_for(
-        loop.create_connection(lambda: WSClient(req, on_frame), host, port), timeout
+        loop.create_connection(
+            lambda: WSClient(req, on_frame), host, port, local_addr=local_addr
+        ),
+        timeout,
     )
     await asyncio.wait_for(asyncio.shield(client.handshake), timeout)
     return client

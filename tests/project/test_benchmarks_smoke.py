@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ from benchmarks import inprocess, report
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_SCENARIOS = ("memory", "echo", "connrate", "fanout")
+# Several uvicorn processes sharing rooms through Redis (the suite's Redis).
+CLUSTER_SCENARIOS = ("xfanout.rate", "xfanout.flat", "rooms")
 CHANNELS_INSTALLED = all(
     importlib.util.find_spec(name) is not None
     for name in ("channels", "django", "channels_redis")
@@ -32,9 +35,10 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     done = subprocess.run(
         [
             sys.executable, "-m", "benchmarks.run", "--smoke",
-            "--servers", "uvicorn", "--out", str(out), "--no-charts",
+            "--servers", "uvicorn,granian", "--out", str(out), "--no-charts",
         ],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=100,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=150,
+        env={**os.environ, "ACHANNELS_BENCH_REDIS_URL": redis_url()},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     results: dict[str, Any] = json.loads((out / "results.json").read_text())
@@ -43,15 +47,26 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return results
 
 
-def cells(results: dict[str, Any], scenario: str) -> dict[str, dict[str, Any]]:
-    return {c["system"]: c for c in results["cells"] if c["scenario"] == scenario}
+def redis_url() -> str:
+    return os.environ.get("ACHANNELS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+def cells(
+    results: dict[str, Any], scenario: str, where: str = "uvicorn"
+) -> dict[str, dict[str, Any]]:
+    return {
+        c["system"]: c
+        for c in results["cells"]
+        if c["scenario"] == scenario and c["where"] == where
+    }
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "granian"])
 @pytest.mark.parametrize("scenario", SERVER_SCENARIOS)
 def test_smoke_run_measures_achannels_and_hand_written_app(
-    smoke_run: dict[str, Any], scenario: str
+    smoke_run: dict[str, Any], scenario: str, server: str
 ) -> None:
-    measured = cells(smoke_run, scenario)
+    measured = cells(smoke_run, scenario, server)
     expected = {"achannels", "raw"} | ({"channels"} if CHANNELS_INSTALLED else set())
     assert set(measured) == expected
     for system, cell in measured.items():
@@ -64,6 +79,40 @@ def test_smoke_run_measures_achannels_and_hand_written_app(
             assert cell["slices"][0]["open"] == cell["params"]["connections"]
         else:
             assert (report.figure(cell) or 0) > 0, system
+
+
+def test_smoke_run_broadcasts_to_every_idle_connection(
+    smoke_run: dict[str, Any],
+) -> None:
+    # Channels' in-memory layer is quadratic in the members: left out.
+    measured = cells(smoke_run, "scale")
+    assert set(measured) == {"achannels", "raw"}
+    for system, cell in measured.items():
+        assert cell["error"] is None, (system, cell["error"])
+        (piece,) = cell["slices"]
+        assert piece["open"] == cell["params"]["connections"]
+        assert piece["time_to_last_s"] and piece["errors"] == 0, (system, piece)
+        assert (report.figure(cell) or 0) > 0, system
+    assert "### Broadcast to every idle connection" in smoke_run["_page"]
+
+
+@pytest.mark.parametrize("scenario", CLUSTER_SCENARIOS)
+def test_smoke_run_shares_rooms_between_server_processes(
+    smoke_run: dict[str, Any], scenario: str
+) -> None:
+    measured = cells(smoke_run, scenario, "redis-pubsub")
+    expected = {"achannels", "raw"} | ({"channels"} if CHANNELS_INSTALLED else set())
+    assert set(measured) == expected
+    for system, cell in measured.items():
+        assert cell["error"] is None, (system, cell["error"])
+        assert cell["params"]["processes"] == 2
+        assert cell["slices"], system
+        if scenario == "rooms":
+            # Every step delivered everything well within the bound.
+            assert all(p["missing"] == 0 for p in cell["slices"]), (system, cell)
+        else:
+            assert all(p["lost"] == 0 for p in cell["slices"]), (system, cell)
+        assert (report.figure(cell) or 0) > 0, system
 
 
 def test_smoke_run_counts_server_and_load_generator_cpu(
@@ -93,6 +142,8 @@ def test_smoke_run_prints_and_writes_the_tables(smoke_run: dict[str, Any]) -> No
     for text in (smoke_run["_stdout"], smoke_run["_page"]):
         assert "### WebSocket echo" in text
         assert "### Idle memory" in text
+        assert "### Cross-process broadcast, flat out" in text
+        assert "### Many rooms" in text
         assert "achannels / hand-written" in text
     assert "## Targets" in smoke_run["_page"]
     assert smoke_run["machine"]["commit"]

@@ -21,7 +21,7 @@ from typing import Any
 from .._types import Message
 from ._base import shown, unsendable
 
-__all__ = ["copy_message", "snapshot_message"]
+__all__ = ["copy_message", "is_flat", "snapshot_message"]
 
 # Exactly these classes (not subclasses, which may carry mutable state) are
 # shared instead of copied; msgpack carries each of them.
@@ -128,6 +128,17 @@ def _bad_value(message: Message, error: _BadValueError) -> TypeError:
     if error.key:
         where = f"{where} key {shown(error.value)}"
     return unsendable(where, error.value, _msgpack_reason(error.value), "msgpack")
+
+
+def is_flat(message: Any) -> bool:
+    """Return whether ``message`` is a plain dict whose values are all
+    immutable, so that ``message.copy()`` is an isolating copy."""
+    if message.__class__ is not dict:
+        return False
+    for value in message.values():
+        if value.__class__ not in _IMMUTABLE:
+            return False
+    return True
 
 
 def snapshot_message(message: Message) -> tuple[Message, bool]:

@@ -56,12 +56,14 @@ class PerLoop(Generic[T]):
         self._lock = threading.Lock()
         self._hooked: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
-    def get(self) -> T:
-        """Return the running loop's state, creating it on first use.
+    def get(self, loop: asyncio.AbstractEventLoop | None = None) -> T:
+        """Return the running loop's state, creating it on first use; pass
+        ``loop`` when the caller already has the running loop.
 
         Raises :class:`RuntimeError` when no event loop is running.
         """
-        loop = asyncio.get_running_loop()
+        if loop is None:
+            loop = asyncio.get_running_loop()
         state = self._states.get(loop)
         if state is None:
             state = self._factory()
@@ -130,10 +132,10 @@ def _close_with(
 _THROWAWAY_LOOPS: dict[Any, Any] = getattr(AsyncToSync, "loop_thread_executors", {})
 
 
-def on_throwaway_loop() -> bool:
-    """Return whether the running loop was made for one ``async_to_sync``
-    call and will be closed right after it."""
-    return asyncio.get_running_loop() in _THROWAWAY_LOOPS
+def on_throwaway_loop(loop: asyncio.AbstractEventLoop | None = None) -> bool:
+    """Return whether the running loop (``loop``, when the caller has it) was
+    made for one ``async_to_sync`` call and will be closed right after it."""
+    return (loop or asyncio.get_running_loop()) in _THROWAWAY_LOOPS
 
 
 class _Bridge:

@@ -64,10 +64,16 @@ class Receiver:
         """Return whether a pump reads a process-specific key on this loop."""
         return any(pump.local for pump, _ in self._pumps.values())
 
-    async def receive_local(self, channel: str, name: str) -> Message:
+    async def receive_local(
+        self,
+        channel: str,
+        name: str,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Message:
         """Return the next message for specific ``channel`` (whose shared part
-        is ``name``), starting its pumps on first use."""
-        return await self.local.receive(channel, lambda: self._start_local(name))
+        is ``name``), starting its pumps on first use; ``loop`` is the running
+        loop, when the caller has it."""
+        return await self.local.receive(channel, lambda: self._start_local(name), loop)
 
     async def receive_shared(self, channel: str) -> Message:
         """Return the next message on plain ``channel``, which other

@@ -265,10 +265,11 @@ class RedisChannelLayer(RedisPresenceMixin, BaseChannelLayer):
         While Redis is unreachable the wait continues and resumes when it is
         back. Raises :class:`TypeError` for an invalid name.
         """
-        if on_throwaway_loop():
+        loop = asyncio.get_running_loop()  # once: a syscall before 3.12
+        if on_throwaway_loop(loop):
             return await run_bridged(self, self.receive(channel))
         self._require_known_channel(channel)
-        receiver = self._states.get().receiver
+        receiver = self._states.get(loop).receiver
         bang = channel.find("!")
         if bang < 0:
             return await receiver.receive_shared(channel)
@@ -287,7 +288,7 @@ class RedisChannelLayer(RedisPresenceMixin, BaseChannelLayer):
                 "one RedisChannelLayer at once; receive from one loop, or use "
                 "one layer instance per loop"
             )
-        return await receiver.receive_local(channel, name)
+        return await receiver.receive_local(channel, name, loop)
 
     # Groups
 

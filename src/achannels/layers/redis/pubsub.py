@@ -252,14 +252,15 @@ class RedisPubSubChannelLayer(RedisPresenceMixin, BaseChannelLayer):
         """Return the next message published on ``channel``, subscribing
         first if needed. Cancelling the receive unsubscribes the channel
         (as channels_redis does: a consumer that stops receiving is gone)."""
-        if on_throwaway_loop():
+        loop = asyncio.get_running_loop()  # once: a syscall before 3.12
+        if on_throwaway_loop(loop):
             return await run_bridged(self, self.receive(channel))
         self._require_known_channel(channel)
-        state = self._states.get()
+        state = self._states.get(loop)
         if channel not in state.channels:
             await self._subscribe_channel(state, channel)
         try:
-            return await state.local.receive(channel, _nothing)
+            return await state.local.receive(channel, _nothing, loop)
         except asyncio.CancelledError:
             if channel in state.channels and not state.local.waiting(channel):
                 state.channels.discard(channel)
