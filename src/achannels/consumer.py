@@ -12,7 +12,7 @@ from typing import Any, ClassVar, TypeVar
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext, async_to_sync
 
 from . import DEFAULT_CHANNEL_LAYER
-from ._dispatch import HandlerPool, InOrderDispatcher
+from ._dispatch import ClientReceive, HandlerPool, InOrderDispatcher
 from ._django import close_old_connections
 from ._explain import explain_missing_layer, how_to_configure_layer
 from ._lifespan import running_consumers
@@ -256,10 +256,15 @@ class AsyncConsumer:
         self, dispatcher: InOrderDispatcher, receive: Callable[[], Awaitable[Message]]
     ) -> None:
         self._handler_pool = pool = HandlerPool(self.max_concurrent_handlers)
+        # While the pool is full the client is read one message ahead, so
+        # its disconnect gets through (see _dispatch).
+        client = ClientReceive(receive, pool)
+        pool.on_wait = client.look_ahead
         dispatcher.add_source(pool.first_failure)
         try:
-            await dispatcher.run(receive)
+            await dispatcher.run(client)
         finally:
+            await client.aclose()
             await pool.aclose()
 
     def _handler_for(self, message: Message) -> tuple[str, Callable[..., Any]]:
