@@ -169,7 +169,7 @@ async def test_connection_cycles_leave_no_trace(
 
 @pytest.mark.soak
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("kind", ["uvicorn-websockets", "uvicorn-wsproto"])
+@pytest.mark.parametrize("kind", ["uvicorn-websockets-sansio", "uvicorn-wsproto"])
 async def test_10000_connection_cycles_leave_no_trace(
     kind: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
