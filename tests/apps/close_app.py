@@ -108,6 +108,8 @@ class SyncRoom(Tracked, JsonWebsocketConsumer):
 class Holder(Tracked, AsyncWebsocketConsumer):
     """A group member. A frame ``"<text>"`` goes to the group; each member's
     handler sends it on, then (for ``"hold <name>"``) holds until released.
+    ``"boom"`` raises in ``receive``; ``"boom later"`` in the handler of a
+    message to the consumer's own channel.
     ``disconnect()`` reports, then (with ``?slow-leave=<name>``) waits for
     that release before leaving the group, as a slow layer would."""
 
@@ -121,9 +123,21 @@ class Holder(Tracked, AsyncWebsocketConsumer):
         self, text_data: str | None = None, bytes_data: bytes | None = None
     ) -> None:
         assert self.channel_layer is not None
+        if text_data == "boom":
+            raise RuntimeError("boom in receive")
+        if text_data == "boom later":
+            await self.channel_layer.send(self.channel_name, {"type": "boom.later"})
+            return
+        await self.group_send_text(text_data)
+
+    async def group_send_text(self, text: str | None) -> None:
+        assert self.channel_layer is not None
         await self.channel_layer.group_send(
-            self.group, {"type": "group.message", "text": text_data}
+            self.group, {"type": "group.message", "text": text}
         )
+
+    async def boom_later(self, event: Message) -> None:
+        raise RuntimeError("boom in a layer message")
 
     async def group_message(self, event: Message) -> None:
         text = event["text"]

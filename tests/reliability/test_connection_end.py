@@ -22,7 +22,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.reliability.test_close_handshake import APP, PROMPT, close_reading
-from tests.support.reliability import report, wait_for_numbers
+from tests.support.reliability import closed_with, report, wait_for_numbers
 from tests.support.servers import RunningServer, serve
 
 TIMEOUT = 30.0
@@ -278,3 +278,36 @@ async def test_close_while_sync_handlers_hold_their_threads(
     await wait_for_lines(server, "close_app sync disconnect", CLIENTS)
     await nothing_left(server)
     assert slowest < PROMPT
+
+
+#: Servers whose record of an application's exception leaves out its notes
+#: (PEP 678): granian 2.x prints the traceback without them.
+NOTES_DROPPED = {"granian"}
+
+
+@pytest.mark.parametrize(
+    ("frame", "error", "message_type"),
+    [
+        ("boom", "RuntimeError: boom in receive", "websocket.receive"),
+        ("boom later", "RuntimeError: boom in a layer message", "boom.later"),
+    ],
+)
+async def test_handler_error_closes_1011_and_is_logged_once_with_its_context(
+    server: RunningServer, frame: str, error: str, message_type: str
+) -> None:
+    async with connect(
+        f"{server.ws_url}/ws/holder/errors/0/", open_timeout=TIMEOUT
+    ) as ws:
+        await ws.send(frame)
+        code, _ = await closed_with(ws)
+    assert code == 1011
+    # disconnect() ran, then the server logged the error.
+    await wait_for_lines(server, "close_app left /ws/holder/errors/0/", 1)
+    await wait_for_lines(server, error, 1)
+    await nothing_left(server)
+    output = server.output()
+    assert output.count(error) == 1, output
+    assert output.count("Traceback (most recent call last)") == 1, output
+    path = "/ws/holder/errors/0/"
+    note = f"raised by Holder handling a {message_type!r} message for {path!r}"
+    assert output.count(note) == (0 if server.kind in NOTES_DROPPED else 1), output
