@@ -22,6 +22,7 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
@@ -106,13 +107,11 @@ async def test_fifty_room_members_close_promptly_under_group_traffic(
 # The client finding
 
 
-async def flooded(server: RunningServer, **options: object) -> ClientConnection:
+async def flooded(server: RunningServer, **options: Any) -> ClientConnection:
     """A client to which the server has sent 40 frames it has not read;
     returned once the client stopped reading its socket (``max_queue``) or
     holds them all."""
-    ws = await connect(
-        f"{server.ws_url}/ws/flood/0/", open_timeout=TIMEOUT, **options
-    )  # type: ignore[arg-type]
+    ws = await connect(f"{server.ws_url}/ws/flood/0/", open_timeout=TIMEOUT, **options)
     await ws.send("40 100")
     # The client's own record of how far it got; no public API tells.
     messages = ws.recv_messages
