@@ -39,8 +39,8 @@ def name_the_handler(consumer: Any, message: Message, exc: BaseException) -> Non
     """Note on ``exc`` which consumer raised it, for which path and message
     type: the server's one log record of it then says so (issue 12). The
     innermost dispatch names it; outer ones leave it."""
-    if isinstance(exc, _CONTROL_FLOW):
-        return
+    if isinstance(exc, _CONTROL_FLOW) or not isinstance(message, dict):
+        return  # not a dict: the error already says what came in
     if any(note.startswith(_RAISED_BY) for note in getattr(exc, "__notes__", ())):
         return
     scope = getattr(consumer, "scope", None) or {}
