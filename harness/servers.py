@@ -126,11 +126,36 @@ class ServerProcess:
                 contextlib.suppress(OSError),
                 socket.create_connection((self.host, self.port), 0.5),
             ):
-                return
+                if self._listens_here():
+                    return
             time.sleep(0.05)
         raise TimeoutError(
             f"{self.label} not listening within {timeout}s:\n{self.output()}"
         )
+
+    def _listens_here(self) -> bool:
+        """Whether this server (or a child) is what listens on the port.
+
+        On a busy machine another process can bind the port we picked while
+        this server is still starting (a parallel test's server): a connect
+        then succeeds, and the test talks to the wrong server (a 404). This
+        server then exits with "address already in use", and ``serve``
+        retries on another port."""
+        try:
+            import psutil  # type: ignore[import-untyped,unused-ignore]
+        except ImportError:
+            return True  # cannot tell
+        for proc in self._processes():
+            try:
+                connections = proc.net_connections(kind="tcp")  # type: ignore[attr-defined]
+            except psutil.Error:
+                return True  # cannot tell
+            if any(
+                c.status == psutil.CONN_LISTEN and c.laddr.port == self.port
+                for c in connections
+            ):
+                return True
+        return False
 
     def stop(self, sig: int = signal.SIGTERM) -> str:
         """Stop the server with ``sig`` (SIGKILL if it lingers), wait for it,

@@ -18,6 +18,14 @@ a ``HandlerPool`` beside the loop instead: at most ``max_concurrent_handlers``
 at a time per consumer (the loop waits for a slot, which is the
 backpressure), cancelled when the consumer ends; the first error one of them
 raises ends the consumer as if the loop had raised it.
+
+The client's disconnect must get through a full pool: the handlers in the
+slots may run until cancelled, and only the consumer's end cancels them. So
+while a ``start()`` waits for a slot, the client is read one message ahead
+(``ClientReceive``): a disconnect stops the pool (work still waiting for a
+slot is dropped, not started) and is then dispatched in order; any other
+message is held as the next one, so the look-ahead buffers one message at
+most and the server's backpressure holds the rest (issue 12).
 """
 
 from __future__ import annotations
@@ -32,10 +40,13 @@ from typing import Any
 from ._tasks import OwnedTasks
 from ._types import Message
 
-__all__ = ["HandlerPool", "InOrderDispatcher", "Turn"]
+__all__ = ["ClientReceive", "HandlerPool", "InOrderDispatcher", "Turn"]
 
 Source = Callable[[], Awaitable[Message]]
 Dispatch = Callable[[Message], Awaitable[None]]
+
+# ASGI events by which the server says the client has gone.
+_CLIENT_GONE = frozenset({"websocket.disconnect", "http.disconnect"})
 
 
 class Turn:
@@ -177,14 +188,28 @@ def _only_our_cancel() -> bool:
 
 
 class HandlerPool:
-    """The concurrent handler tasks of one consumer."""
+    """The concurrent handler tasks of one consumer.
 
-    def __init__(self, limit: int) -> None:
+    ``on_wait`` (settable) is called whenever a ``start()`` has to wait for
+    a slot.
+    """
+
+    def __init__(self, limit: int, on_wait: Callable[[], object] | None = None) -> None:
         if limit < 1:
             raise ValueError(f"max_concurrent_handlers must be at least 1, got {limit}")
-        self._slots = asyncio.Semaphore(limit)
+        self._free = limit
+        # start() calls waiting for a slot, first come first served; each
+        # future's result says whether it got one (False: the pool stopped).
+        self._waiting: deque[asyncio.Future[bool]] = deque()
+        self.on_wait = on_wait
+        self._stopped = False
         self._tasks = OwnedTasks(self._handler_failed)
         self._failure: asyncio.Future[Message] | None = None
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a ``start()`` waits for a slot."""
+        return bool(self._waiting)
 
     def _failure_future(self) -> asyncio.Future[Message]:
         if self._failure is None:
@@ -194,9 +219,56 @@ class HandlerPool:
     async def start(
         self, handler: Callable[[Message], Awaitable[None]], message: Message
     ) -> None:
-        """Start ``handler(message)`` in a task once a slot is free."""
-        await self._slots.acquire()
+        """Start ``handler(message)`` in a task once a slot is free; return
+        without starting it if the pool stops first (see :meth:`stop`)."""
+        if self._stopped:
+            return
+        if self._free:
+            self._free -= 1
+        elif not await self._wait_for_slot():
+            return
         self._tasks.spawn(self._run(handler, message))
+
+    async def _wait_for_slot(self) -> bool:
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        if self.on_wait is not None:
+            self.on_wait()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                self._release()  # handed a slot as we were cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        """Hand a finished handler's slot to the longest waiter, or free it."""
+        waiting = self._waiting
+        while waiting:
+            waiter = waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+                return
+        self._free += 1
+
+    def stop(self) -> None:
+        """Start nothing more: the client has gone. A ``start()`` waiting
+        for a slot returns at once without starting its handler, so the
+        dispatch turn it holds passes on to the disconnect; running handlers
+        go on until :meth:`aclose`.
+
+        Without this, handlers that run until cancelled and fill every slot
+        deadlock the consumer: the turn waits for a slot, the slots for the
+        cancellation, and the cancellation for the disconnect, which waits
+        for the turn (issue 12)."""
+        self._stopped = True
+        waiting, self._waiting = self._waiting, deque()
+        for waiter in waiting:
+            if not waiter.done():
+                waiter.set_result(False)
 
     async def _run(
         self, handler: Callable[[Message], Awaitable[None]], message: Message
@@ -204,7 +276,7 @@ class HandlerPool:
         try:
             await handler(message)
         finally:
-            self._slots.release()
+            self._release()
 
     def _handler_failed(self, failure: BaseException) -> None:
         # StopConsumer included: it ends the consumer.
@@ -219,6 +291,72 @@ class HandlerPool:
 
     async def aclose(self) -> None:
         """Cancel every running handler and wait for them."""
+        self.stop()
         await self._tasks.aclose()
         if self._failure is not None and not self._failure.done():
             self._failure.cancel()
+
+
+class ClientReceive:
+    """The client's ``receive`` for a consumer with a ``HandlerPool``: it
+    stops the pool when the client has gone, and reads one message ahead
+    while a ``start()`` waits for a slot (see the module docstring).
+
+    Invariant: while the pool has a waiting ``start()``, somebody reads the
+    client (the dispatch loop, or the look-ahead task), unless the
+    look-ahead already holds a message that is no disconnect.
+    """
+
+    __slots__ = ("_ahead", "_closed", "_pool", "_receive", "_receiving")
+
+    def __init__(self, receive: Source, pool: HandlerPool) -> None:
+        self._receive = receive
+        self._pool = pool
+        self._ahead: asyncio.Task[Message] | None = None
+        self._receiving = False
+        self._closed = False
+
+    async def __call__(self) -> Message:
+        ahead = self._ahead
+        if ahead is not None:
+            self._ahead = None
+            message = await ahead
+            # Its done callback may not have run yet; stopping twice is fine.
+            self._seen(message)
+        else:
+            self._receiving = True
+            try:
+                message = await self._receive()
+            finally:
+                self._receiving = False
+            self._seen(message)
+        if self._pool.waiting:
+            # The loop takes this message to dispatch, maybe waiting for the
+            # turn a waiting start() holds: keep the client read meanwhile.
+            self.look_ahead()
+        return message
+
+    def _seen(self, message: Message) -> None:
+        if message.get("type") in _CLIENT_GONE:
+            self._pool.stop()
+
+    def look_ahead(self) -> None:
+        """Read the client's next message now, in a task, unless somebody
+        reads it already or a message is held."""
+        if self._receiving or self._ahead is not None or self._closed:
+            return
+        self._ahead = task = asyncio.ensure_future(self._receive())
+        task.add_done_callback(self._ahead_done)
+
+    def _ahead_done(self, task: asyncio.Task[Message]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return  # raised to the loop when it takes the message
+        self._seen(task.result())
+
+    async def aclose(self) -> None:
+        """Cancel a look-ahead still waiting: the loop has ended."""
+        self._closed = True
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and not ahead.done():
+            ahead.cancel()
+            await asyncio.wait({ahead})

@@ -12,13 +12,13 @@ from typing import Any, ClassVar, TypeVar
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext, async_to_sync
 
 from . import DEFAULT_CHANNEL_LAYER
-from ._dispatch import HandlerPool, InOrderDispatcher
+from ._dispatch import ClientReceive, HandlerPool, InOrderDispatcher
 from ._django import close_old_connections
-from ._explain import explain_missing_layer, how_to_configure_layer
+from ._explain import explain, explain_missing_layer, how_to_configure_layer
 from ._lifespan import running_consumers
 from ._submodules import django_db_names
 from ._types import ChannelLayerProtocol, Message, Receive, Scope, Send
-from .exceptions import StopConsumer
+from .exceptions import AcceptConnection, DenyConnection, StopConsumer
 from .layers import get_channel_layer
 from .presence import Presence
 from .utils import await_many_dispatch as await_many_dispatch
@@ -30,6 +30,27 @@ __all__ = ["AsyncConsumer", "SyncConsumer", "concurrent", "get_handler_name"]
 # same few types all its life. Bounded so hostile types cannot grow it.
 _handler_names: dict[str, str] = {}
 _HANDLER_NAMES_LIMIT = 1_000
+
+
+# Raised by handlers to steer the consumer, not as errors.
+_CONTROL_FLOW = (StopConsumer, AcceptConnection, DenyConnection)
+_RAISED_BY = "raised by "
+
+
+def name_the_handler(consumer: Any, message: Message, exc: BaseException) -> None:
+    """Note on ``exc`` which consumer raised it, for which path and message
+    type: the server's one log record of it then says so (issue 12). The
+    innermost dispatch names it; outer ones leave it."""
+    if isinstance(exc, _CONTROL_FLOW) or not isinstance(message, dict):
+        return  # not a dict: the error already says what came in
+    if any(note.startswith(_RAISED_BY) for note in getattr(exc, "__notes__", ())):
+        return
+    scope = getattr(consumer, "scope", None) or {}
+    explain(
+        exc,
+        f"{_RAISED_BY}{type(consumer).__qualname__} handling a "
+        f"{message.get('type')!r} message for {scope.get('path', '?')!r}",
+    )
 
 
 def get_handler_name(message: Message) -> str:
@@ -287,10 +308,15 @@ class AsyncConsumer:
         self, dispatcher: InOrderDispatcher, receive: Callable[[], Awaitable[Message]]
     ) -> None:
         self._handler_pool = pool = HandlerPool(self.max_concurrent_handlers)
+        # While the pool is full the client is read one message ahead, so
+        # its disconnect gets through (see _dispatch).
+        client = ClientReceive(receive, pool)
+        pool.on_wait = client.look_ahead
         dispatcher.add_source(pool.first_failure)
         try:
-            await dispatcher.run(receive)
+            await dispatcher.run(client)
         finally:
+            await client.aclose()
             await pool.aclose()
 
     def _handler_for(self, message: Message) -> tuple[str, Callable[..., Any]]:
@@ -321,9 +347,24 @@ class AsyncConsumer:
         """Call the handler for ``message``; ``ValueError`` if there is none."""
         name, handler = self._handler_for(message)
         if self._handler_pool is not None and name in self._concurrent_handlers:
-            await self._handler_pool.start(handler, message)
-        else:
+            await self._handler_pool.start(
+                functools.partial(self._call_concurrent, handler), message
+            )
+            return
+        try:
             await handler(message)
+        except Exception as exc:
+            name_the_handler(self, message, exc)
+            raise
+
+    async def _call_concurrent(
+        self, handler: Callable[[Message], Awaitable[None]], message: Message
+    ) -> None:
+        try:
+            await handler(message)
+        except Exception as exc:
+            name_the_handler(self, message, exc)
+            raise
 
     async def send(self, message: Message) -> None:
         """Send an ASGI event to the client (overridable)."""
@@ -386,7 +427,11 @@ class SyncConsumer(AsyncConsumer):
             self._context.run(super()._listen)
 
     async def dispatch(self, message: Message) -> None:
-        await _run_in_consumer_thread(self._dispatch_sync, message)
+        try:
+            await _run_in_consumer_thread(self._dispatch_sync, message)
+        except Exception as exc:
+            name_the_handler(self, message, exc)
+            raise
 
     def _dispatch_sync(self, message: Message) -> None:
         _, handler = self._handler_for(message)

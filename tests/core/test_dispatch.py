@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from achannels._dispatch import Turn
+from achannels._dispatch import ClientReceive, HandlerPool, Turn
 from achannels._tasks import OwnedTasks
 
 
@@ -91,3 +91,65 @@ async def test_owned_tasks_wait_returns_when_all_end_and_ignores_cancels() -> No
     cancelled.cancel()
     await asyncio.wait_for(tasks.wait(), 1)
     assert done.done() and tasks.failure is None
+
+
+# The @concurrent pool's slots and the client look-ahead (issue 12)
+
+
+async def forever(message: dict[str, object]) -> None:
+    await asyncio.Event().wait()
+
+
+async def test_pool_hands_slots_in_order_and_stop_releases_waiters() -> None:
+    pool = HandlerPool(1)
+    await pool.start(forever, {"type": "a"})
+    waiting = asyncio.ensure_future(pool.start(forever, {"type": "b"}))
+    await asyncio.sleep(0)
+    assert pool.waiting and not waiting.done()
+    pool.stop()
+    await asyncio.wait_for(waiting, 1)  # returns without starting "b"
+    assert len(pool._tasks) == 1
+    await pool.start(forever, {"type": "c"})  # stopped: starts nothing
+    assert len(pool._tasks) == 1
+    await pool.aclose()
+    assert len(pool._tasks) == 0
+
+
+async def test_cancelled_slot_waiter_passes_a_handed_slot_on() -> None:
+    pool = HandlerPool(1)
+    done = asyncio.Event()
+
+    async def brief(message: dict[str, object]) -> None:
+        await done.wait()
+
+    await pool.start(brief, {"type": "a"})
+    first = asyncio.ensure_future(pool.start(forever, {"type": "b"}))
+    second = asyncio.ensure_future(pool.start(forever, {"type": "c"}))
+    await asyncio.sleep(0)
+    done.set()
+    first.cancel()  # gives up waiting: the freed slot goes to the next
+    await asyncio.wait_for(second, 1)
+    assert pool.waiting is False
+    await pool.aclose()
+
+
+async def test_look_ahead_sees_the_disconnect_behind_a_held_message() -> None:
+    inbox: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+    pool = HandlerPool(1)
+    client = ClientReceive(inbox.get, pool)
+    pool.on_wait = client.look_ahead
+    await pool.start(forever, {"type": "a"})
+    waiting = asyncio.ensure_future(pool.start(forever, {"type": "b"}))
+    await asyncio.sleep(0)
+    await inbox.put({"type": "websocket.receive", "text": "x"})
+    await inbox.put({"type": "websocket.disconnect", "code": 1000})
+    # The look-ahead took the frame and holds it: one message, no more.
+    await asyncio.sleep(0)
+    assert inbox.qsize() == 1 and not waiting.done()
+    # The loop takes the held frame; reading goes on while a start() waits,
+    # so the disconnect behind it stops the pool.
+    assert (await client())["type"] == "websocket.receive"
+    await asyncio.wait_for(waiting, 1)
+    assert (await client())["type"] == "websocket.disconnect"
+    await client.aclose()
+    await pool.aclose()

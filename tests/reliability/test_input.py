@@ -37,7 +37,7 @@ def server(server_kind: str) -> Iterator[RunningServer]:
 
 
 SERVER_ERROR_RECORD = {
-    "uvicorn-websockets": "Exception in ASGI application",
+    "uvicorn-websockets-sansio": "Exception in ASGI application",
     "uvicorn-wsproto": "Exception in ASGI application",
     "hypercorn": "Error in ASGI Framework",
     "granian": "Application callable raised an exception",

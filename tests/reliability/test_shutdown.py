@@ -38,7 +38,7 @@ from tests.support.servers import serve
 
 #: The close code clients get when the server is told to stop.
 SHUTDOWN_CODE = {
-    "uvicorn-websockets": 1012,
+    "uvicorn-websockets-sansio": 1012,
     "uvicorn-wsproto": 1012,
     "hypercorn": 1001,
     # granian drops open sockets without a close frame (the client sees

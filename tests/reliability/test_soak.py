@@ -9,6 +9,10 @@ behind ``@pytest.mark.soak`` (``make soak``, run by ``.ci/run``):
   uvicorn WebSocket implementations). The server's own numbers come from the
   app's ``introspect/`` route, after a garbage collection and glibc's
   ``malloc_trim``.
+- Churn in one group (issue 12): batches of 50 clients join one group at
+  once, each says something, waits until its own message comes back and
+  closes while reading (as a browser does); 3,000 cycles per server at full
+  size. No close handshake may take a second, and nothing may be left.
 - Messages to channels nobody reads (1,000,000 at full size), half to 1,000
   fixed channels (bounded by ``capacity``), half to a new channel each
   (bounded by ``expiry``), in the test process.
@@ -39,6 +43,7 @@ from websockets.asyncio.client import connect
 
 from achannels.exceptions import ChannelFull
 from achannels.layers import InMemoryChannelLayer
+from tests.reliability.test_close_handshake import close_reading
 from tests.support.reliability import APP, TIMEOUT, report, wait_for_numbers
 from tests.support.servers import SERVER_KINDS, RunningServer, serve
 
@@ -169,11 +174,103 @@ async def test_connection_cycles_leave_no_trace(
 
 @pytest.mark.soak
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("kind", ["uvicorn-websockets", "uvicorn-wsproto"])
+@pytest.mark.parametrize("kind", ["uvicorn-websockets-sansio", "uvicorn-wsproto"])
 async def test_10000_connection_cycles_leave_no_trace(
     kind: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await soak_cycles(kind, NAME_CACHE, 2, capsys)
+
+
+# Churn: 50 clients at a time in one group
+
+CHURN_CLIENTS = 50
+#: The slowest close handshake a churn may see.
+CHURN_PROMPT = 1.0
+
+
+async def churn_member(
+    server: RunningServer, word: str, everyone_in: asyncio.Barrier
+) -> float:
+    async with asyncio.timeout(3 * TIMEOUT):
+        ws = await connect(
+            f"{server.ws_url}/ws/member/churn/",
+            open_timeout=TIMEOUT,
+            close_timeout=TIMEOUT,
+        )
+        await everyone_in.wait()
+        await ws.send(word)
+        while await ws.recv() != word:
+            pass  # another member's message
+        return await close_reading(ws)
+
+
+async def soak_churn(
+    kind: str, batches: int, warm_up: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {"RELIABILITY_EXPIRY": str(SERVER_EXPIRY)}
+    extra = ["--log-level", "warning"]
+    if kind == "hypercorn":
+        extra += ["--keep-alive", "1"]  # see soak_cycles
+    with serve(APP, kind, env=env, extra_args=extra) as server:
+        closes: list[float] = []
+
+        async def batch(number: int) -> None:
+            everyone_in = asyncio.Barrier(CHURN_CLIENTS)
+            closes.extend(
+                await asyncio.gather(
+                    *(
+                        churn_member(server, f"{number} {seat}", everyone_in)
+                        for seat in range(CHURN_CLIENTS)
+                    )
+                )
+            )
+
+        # As for the cycles above, the baseline is taken once the allocator
+        # has seen the peak the batches reach (50 sockets' buffers at once).
+        for number in range(warm_up):
+            await batch(-1 - number)
+        baseline = await settled_numbers(server, tasks=None)
+        closes.clear()
+        started = time.monotonic()
+        for number in range(1, batches + 1):
+            await batch(number)
+        seconds = time.monotonic() - started
+        after = await settled_numbers(server, tasks=baseline["tasks"])
+        cycles = batches * CHURN_CLIENTS
+        closes.sort()
+        report(
+            capsys,
+            f"{kind} churn, {CHURN_CLIENTS} clients per batch in one group: "
+            f"{cycles} cycles in {seconds:.1f}s ({cycles / seconds:.0f}/s); close "
+            f"handshake median {closes[len(closes) // 2] * 1000:.0f} ms, p99 "
+            f"{closes[int(len(closes) * 0.99)] * 1000:.0f} ms, slowest "
+            f"{closes[-1] * 1000:.0f} ms, {sum(c > CHURN_PROMPT for c in closes)} "
+            f"over {CHURN_PROMPT:.0f}s; after: {describe(after)}; growth "
+            f"{after['blocks'] - baseline['blocks']:+d} blocks, "
+            f"{(after['rss'] - baseline['rss']) / 2**10:+.0f} KiB",
+        )
+        assert closes[-1] < CHURN_PROMPT, closes[-5:]
+        assert after["rss"] - baseline["rss"] < RSS_TOLERANCE, (baseline, after)
+        assert (
+            after["blocks"] - baseline["blocks"]
+            <= min(cycles, NAME_CACHE) + BLOCK_SLACK
+        ), (baseline, after)
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+async def test_churn_in_one_group_closes_promptly_and_leaves_no_trace(
+    kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await soak_churn(kind, 4, 1, capsys)
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+async def test_3000_churn_cycles_in_one_group_leave_no_trace(
+    kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await soak_churn(kind, 60, 20, capsys)
 
 
 # Messages nobody reads

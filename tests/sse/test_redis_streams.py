@@ -30,7 +30,7 @@ def servers(
 ) -> Iterator[tuple[RunningServer, RunningServer]]:
     env = {"SSE_REDIS_URL": require_redis(), "SSE_PREFIX": unique_prefix()}
     with (
-        serve(APP, "uvicorn-websockets", env=env) as first,
+        serve(APP, "uvicorn-websockets-sansio", env=env) as first,
         serve(APP, str(request.param), env=env) as second,
     ):
         yield first, second

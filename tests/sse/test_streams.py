@@ -14,7 +14,7 @@ from tests.support.event_stream import Event, EventStream, open_stream
 from tests.support.servers import RunningServer, serve
 
 APP = "tests.apps.sse_app:application"
-KINDS = ("uvicorn-websockets", "hypercorn", "granian")
+KINDS = ("uvicorn-websockets-sansio", "hypercorn", "granian")
 TIMEOUT = 10.0
 
 

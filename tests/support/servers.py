@@ -1,8 +1,10 @@
 """Run a real ASGI server in a subprocess on a free loopback port.
 
-One helper for every test that crosses a socket: uvicorn with its
-``websockets`` and ``wsproto`` WebSocket implementations, hypercorn and
-granian.
+One helper for every test that crosses a socket (``SERVER_KINDS``): uvicorn
+with its default WebSocket implementation (``websockets-sansio``, what
+``--ws auto`` picks) and ``wsproto``, hypercorn and granian.
+``server_command`` also knows uvicorn's deprecated legacy ``--ws websockets``
+(``uvicorn-websockets``), for a suite that wants it.
 The server is ready when a TCP connect succeeds; the deadline makes a server
 that never starts fail fast with its output attached.
 """
@@ -21,7 +23,7 @@ from harness.servers import REPO_ROOT, ServerProcess, free_port, server_env
 
 __all__ = ["SERVER_KINDS", "RunningServer", "free_port", "serve", "server_command"]
 
-SERVER_KINDS = ("uvicorn-websockets", "uvicorn-wsproto", "hypercorn", "granian")
+SERVER_KINDS = ("uvicorn-websockets-sansio", "uvicorn-wsproto", "hypercorn", "granian")
 START_TIMEOUT = 30.0
 
 
@@ -68,7 +70,7 @@ class RunningServer(ServerProcess):
 @contextlib.contextmanager
 def serve(
     app: str,
-    kind: str = "uvicorn-websockets",
+    kind: str = "uvicorn-websockets-sansio",
     *,
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
