@@ -35,6 +35,12 @@ class ReservedMessageKey(ValueError, AssertionError):
     """Raised when a message sent on a layer carries ``__asgi_channel__``,
     the key the layer itself uses."""
 
+    def __init__(self, key: str = "__asgi_channel__") -> None:
+        super().__init__(
+            f"Messages must not contain the key {key!r}: the layer uses it to "
+            "carry the target channel"
+        )
+
 
 class InvalidChannelNames(TypeError, AssertionError):
     """Raised when a list of channel names is empty or not a list."""

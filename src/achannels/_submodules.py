@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any
 
-__all__ = ["django_db_names", "lazy_submodules"]
+__all__ = ["lazy_submodules"]
 
 
 def lazy_submodules(
@@ -33,19 +33,5 @@ def lazy_submodules(
         if fallback is not None:
             return fallback(name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
-
-    return __getattr__
-
-
-def django_db_names(module: str) -> Callable[[str], Any]:
-    """Return a module ``__getattr__`` that gives ``aclose_old_connections``
-    and ``database_sync_to_async`` from :mod:`achannels.db` on first use:
-    Channels' consumer modules re-export them, and importing them eagerly
-    would import Django into the core."""
-
-    def __getattr__(name: str) -> Any:
-        if name in ("aclose_old_connections", "database_sync_to_async"):
-            return getattr(importlib.import_module("achannels.db"), name)
-        raise AttributeError(f"module {module!r} has no attribute {name!r}")
 
     return __getattr__

@@ -12,11 +12,12 @@ from typing import Any, ClassVar, TypeVar
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext, async_to_sync
 
 from . import DEFAULT_CHANNEL_LAYER
+from ._db import aclose_old_connections as aclose_old_connections
+from ._db import database_sync_to_async as database_sync_to_async
 from ._dispatch import ClientReceive, HandlerPool, InOrderDispatcher
 from ._django import close_old_connections
 from ._explain import explain, explain_missing_layer, how_to_configure_layer
 from ._lifespan import running_consumers
-from ._submodules import django_db_names
 from ._types import ChannelLayerProtocol, Message, Receive, Scope, Send
 from .exceptions import AcceptConnection, DenyConnection, StopConsumer
 from .layers import get_channel_layer
@@ -474,8 +475,3 @@ async def _run_in_consumer_thread(
     # thread_sensitive=True inside the consumer's ThreadSensitiveContext means
     # "this connection's own thread", created on first use.
     await SyncToAsync(func, thread_sensitive=True)(message)
-
-
-# Channels' consumer module also offers these names (Django-only: loaded on
-# first use).
-__getattr__ = django_db_names(__name__)

@@ -3,61 +3,17 @@
 Django only. Django's database connections belong to the thread that opened
 them and are closed by ``close_old_connections()`` at the edges of a request;
 a consumer has no request, so these helpers do that cleanup around the code
-they run.
+they run. (They are defined in the Django-free ``achannels._db`` so that the
+consumer modules can re-export them; they call this module's
+``close_old_connections``, which tests may patch.)
 """
 
 from __future__ import annotations
 
-from typing import Any, ParamSpec, TypeVar
+from asgiref.sync import SyncToAsync as SyncToAsync
+from asgiref.sync import sync_to_async as sync_to_async
+from django.db import close_old_connections as close_old_connections
 
-from asgiref.sync import SyncToAsync, sync_to_async
-from django.db import close_old_connections
-
-from ._django import connections_must_stay_open
+from ._db import DatabaseSyncToAsync, aclose_old_connections, database_sync_to_async
 
 __all__ = ["DatabaseSyncToAsync", "aclose_old_connections", "database_sync_to_async"]
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-class DatabaseSyncToAsync(SyncToAsync[_P, _R]):
-    """``asgiref.sync.SyncToAsync`` that closes stale database connections in
-    the worker thread before and after the wrapped function runs.
-
-    Use it like ``sync_to_async``: as a decorator (``@database_sync_to_async``)
-    or a wrapper (``await database_sync_to_async(func)(*args)``), with the
-    same ``thread_sensitive`` and ``executor`` keywords. Awaiting it returns
-    what the function returns and raises what it raises. While a test
-    communicator call is in progress it closes nothing, as in Channels.
-    """
-
-    def thread_handler(self, *args: Any, **kwargs: Any) -> Any:
-        # Runs in the worker thread, which is the thread owning the
-        # connections the function will use: clean them up there.
-        _close_old_connections()
-        try:
-            return super().thread_handler(*args, **kwargs)  # type: ignore[no-untyped-call]
-        finally:
-            _close_old_connections()
-
-
-def _close_old_connections() -> None:
-    # The module global is looked up at each call, so code that patches
-    # ``achannels.db.close_old_connections`` (as Channels' tests patch
-    # ``channels.db.close_old_connections``) is obeyed.
-    if not connections_must_stay_open():
-        close_old_connections()
-
-
-# Channels spells the decorator in lower case; the class stays available for
-# subclassing under its own name.
-database_sync_to_async = DatabaseSyncToAsync
-
-
-async def aclose_old_connections() -> None:
-    """Close the database connections that are unusable or older than
-    ``CONN_MAX_AGE``, from async code (in the thread-sensitive sync thread,
-    where ``database_sync_to_async`` code runs by default). Does nothing
-    while a test communicator call is in progress."""
-    await sync_to_async(_close_old_connections)()

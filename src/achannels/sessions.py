@@ -115,7 +115,9 @@ class CookieMiddleware:
             morsel["secure"] = True
         if httponly:
             morsel["httponly"] = True
-        if samesite:
+        # Only None (and False) mean "no attribute": Channels asserts on
+        # any other value outside lax/strict/none, the empty string included.
+        if isinstance(samesite, str):
             if samesite.lower() not in _SAMESITE_VALUES:
                 raise InvalidSameSite(
                     f'samesite must be "lax", "none", or "strict", not {samesite!r}'

@@ -13,6 +13,10 @@ import signal
 from collections.abc import Coroutine, Iterable
 from typing import Any, ClassVar
 
+# Channels' worker module offers its base class (achannels' Worker does not
+# derive from it: see docs/migration.md, "Deliberate differences").
+from asgiref.server import StatelessServer as StatelessServer
+
 from ._tasks import OwnedTasks
 from ._types import ASGIApp, Message
 

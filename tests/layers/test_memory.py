@@ -496,7 +496,8 @@ async def test_channel_with_expired_message_leaves_its_groups(
     await layer.send("dead", {"type": "m"})
     clock.advance(10)
     await layer.group_send("g1", {"type": "after"})
-    assert layer.groups == {"g1": {"alive": 1000.0}}
+    # Channels keeps a group emptied by expiry as an empty entry.
+    assert layer.groups == {"g1": {"alive": 1000.0}, "g2": {}}
     assert list(layer.channels) == ["alive"]
 
 
@@ -525,7 +526,7 @@ async def test_membership_expires_after_group_expiry(
     assert list(layer.channels) == ["b"]
     clock.advance(50)
     await layer.group_send("g", {"type": "m"})
-    assert layer.groups == {}
+    assert layer.groups == {"g": {}}  # emptied by expiry: kept, as in Channels
 
 
 async def test_group_add_refreshes_membership(
@@ -883,7 +884,7 @@ async def test_expired_message_removes_its_channel_through_remove_from_groups(
     clock.advance(11)
     await layer.group_send("g", {"type": "m"})
     assert ("_remove_from_groups", "dead") in layer.calls
-    assert layer.groups == {}
+    assert layer.groups == {"g": {}}
 
 
 def test_channels_private_method_names_exist_with_channels_signatures() -> None:
@@ -900,3 +901,19 @@ async def test_non_dict_message_refusal_is_also_an_assertion_error() -> None:
         await layer.send("c", "text")  # type: ignore[arg-type]
     with pytest.raises(AssertionError):
         await layer.group_send("g", ["text"])  # type: ignore[arg-type]
+
+
+async def test_send_refuses_the_reserved_channel_key_as_channels_asserts(
+    layer: InMemoryChannelLayer,
+) -> None:
+    message = {"type": "m", "__asgi_channel__": "x"}
+    with pytest.raises(AssertionError, match="__asgi_channel__"):
+        await layer.send("c", message)
+    with pytest.raises(ValueError, match="__asgi_channel__"):
+        await layer.send("c", message)
+    assert not layer.channels
+    await layer.group_send("empty", message)  # no member: Channels sends nothing
+    await layer.group_add("g", "c")
+    with pytest.raises(AssertionError, match="__asgi_channel__"):
+        await layer.group_send("g", message)
+    assert not layer.channels

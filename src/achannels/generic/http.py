@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .._db import aclose_old_connections as aclose_old_connections
 from .._errors import InvalidBody
-from .._submodules import django_db_names
 from .._types import Message
 from ..consumer import AsyncConsumer
 from ..exceptions import StopConsumer
@@ -90,8 +90,3 @@ class AsyncHttpConsumer(AsyncConsumer):
         if not self._disconnected:
             self._disconnected = True
             await self.disconnect()
-
-
-# Channels' module also offers aclose_old_connections (Django-only: loaded
-# on first use).
-__getattr__ = django_db_names(__name__)

@@ -24,7 +24,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
-from .._submodules import django_db_names
+from .._db import aclose_old_connections as aclose_old_connections
 from .._types import Message
 from ..consumer import AsyncConsumer, SyncConsumer
 from ..exceptions import AcceptConnection, DenyConnection, StopConsumer
@@ -287,8 +287,3 @@ class AsyncJsonWebsocketConsumer(AsyncWebsocketConsumer):
     @classmethod
     async def encode_json(cls, content: Any) -> str:
         return json.dumps(content)
-
-
-# Channels' module also offers aclose_old_connections (Django-only: loaded
-# on first use).
-__getattr__ = django_db_names(__name__)

@@ -29,6 +29,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
+from .._errors import ReservedMessageKey
 from .._types import Message
 from ..exceptions import ChannelFull
 from ._base import BaseChannelLayer, ChannelCapacity
@@ -41,6 +42,8 @@ __all__ = ["InMemoryChannelLayer"]
 logger = logging.getLogger(__name__)
 
 _LETTERS = string.ascii_letters
+# The key Channels' layers keep for themselves; send refuses it (Channels asserts).
+_RESERVED_KEY = "__asgi_channel__"
 
 #: Above this many channels, ``send`` cleans up expired messages too (below
 #: it, as in Channels, only ``receive`` and ``group_send`` do, and tests see
@@ -135,7 +138,9 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
     :attr:`channels` maps each channel that has pending messages or waiting
     receivers, and the channel of every running consumer, to its queue;
     :attr:`groups` maps each group to ``{channel name: time.monotonic() of
-    its last group_add}``. Empty channels and groups are removed.
+    its last group_add}``. Empty channels are removed; a group emptied by
+    expiry stays as an empty entry (as in Channels), one emptied by
+    ``group_discard`` is removed.
 
     Expired messages are dropped when a channel is received from or a group
     sent to (``_clean_expired``, as in Channels); a ``send`` drops them only
@@ -243,7 +248,7 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
                     self._group_check_at = added + self.group_expiry
                     break
                 memberships.popitem(last=False)
-                self._unlink(group, channel)
+                self._unlink(group, channel, keep_empty=True)
 
     def _schedule(self, name: str, deadline: float) -> None:
         current = self._scheduled.get(name)
@@ -263,6 +268,8 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
             self._known_channels.learn(channel)
         if message.__class__ is not dict:
             self.require_valid_message(message)
+        if _RESERVED_KEY in message:
+            raise ReservedMessageKey(_RESERVED_KEY)
         item, _ = snapshot_message(message)
         channels = self.channels
         if len(channels) > SEND_CLEANS_ABOVE:
@@ -522,6 +529,9 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
         members = self.groups.get(group)
         if not members:
             return
+        if _RESERVED_KEY in message:
+            # Channels' group_send sends to each member, and send asserts.
+            raise ReservedMessageKey(_RESERVED_KEY)
         shared = _Shared(snapshot, flat)
         deadline = now + self.expiry
         channels = self.channels
@@ -554,13 +564,14 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
         self._clean_expired()
         return len(self.groups.get(group, ()))
 
-    def _unlink(self, group: str, channel: str) -> None:
+    def _unlink(self, group: str, channel: str, *, keep_empty: bool = False) -> None:
         """Remove a membership from :attr:`groups` and the channel index (the
-        caller already removed it from the expiry order)."""
+        caller already removed it from the expiry order). An emptied group is
+        deleted unless ``keep_empty`` (expiry keeps it, as Channels does)."""
         members = self.groups.get(group)
         if members is not None:
             members.pop(channel, None)
-            if not members:
+            if not members and not keep_empty:
                 del self.groups[group]
         groups = self._channel_groups.get(channel)
         if groups is not None:
@@ -570,11 +581,10 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
 
     def _remove_from_groups(self, channel: str) -> None:
         """Remove ``channel`` from every group (Channels' name: used when a
-        message on it expires)."""
+        message on it expires). Emptied groups stay as empty entries, as in
+        Channels."""
         for group in self._channel_groups.pop(channel, ()):
             self._memberships.pop((group, channel), None)
             members = self.groups.get(group)
             if members is not None:
                 members.pop(channel, None)
-                if not members:
-                    del self.groups[group]

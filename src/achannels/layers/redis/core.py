@@ -210,10 +210,7 @@ class RedisChannelLayer(RedisPresenceMixin, BaseChannelLayer):
     def _check_message(self, message: Message) -> None:
         self.require_valid_message(message)
         if RESERVED_KEY in message:
-            raise ReservedMessageKey(
-                f"Messages must not contain the key {RESERVED_KEY!r}: the layer "
-                "uses it to carry the target channel"
-            )
+            raise ReservedMessageKey(RESERVED_KEY)
 
     # Channels
 

@@ -372,6 +372,9 @@ class CookieMiddlewareTests(SimpleTestCase):
         # Channels asserts here: code and tests written for it catch this.
         with self.assertRaises(AssertionError):
             self.cookie(samesite="Hello")
+        # The empty string is not "no attribute" (None is): Channels asserts.
+        with self.assertRaisesMessage(AssertionError, "samesite must be"):
+            self.cookie(samesite="")
         with self.assertRaisesMessage(ValueError, "can't be used together"):
             self.cookie(expires=datetime.datetime(2030, 1, 1), max_age=5)
 
