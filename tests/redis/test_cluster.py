@@ -466,3 +466,37 @@ async def test_startup_check_pings_the_cluster_seeds(
     # One live seed is enough.
     mixed: Any = KINDS[kind](hosts=[{"cluster": [vacant[0], redis_cluster.urls[0]]}])
     assert await mixed._check_reachable() == []
+
+
+async def test_pubsub_receive_cancelled_and_repeated_keeps_its_subscription(
+    redis_cluster: PrivateCluster,
+) -> None:
+    # A cancelled receive unsubscribes; the next one subscribes again on the
+    # same master. Redis's reply to our own SUNSUBSCRIBE must not be taken
+    # for the node dropping the channel, and the SUNSUBSCRIBE must not reach
+    # Redis after the new SSUBSCRIBE.
+    prefix = unique_prefix()
+    sender = RedisPubSubChannelLayer(hosts=redis_cluster.config_hosts, prefix=prefix)
+    receiver = RedisPubSubChannelLayer(hosts=redis_cluster.config_hosts, prefix=prefix)
+    try:
+        channel = await receiver.new_channel()
+        for _ in range(50):
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(receiver.receive(channel), 0.001)
+        # No yield between the cancel and the next subscribe.
+        waiting = asyncio.create_task(receiver.receive(channel))
+        await until_delivered_task(sender, channel, waiting)
+    finally:
+        await sender.close()
+        await receiver.close()
+
+
+async def until_delivered_task(sender: Any, channel: str, waiting: Any) -> None:
+    """Publish until the ``waiting`` receive gets a message (pub/sub keeps
+    nothing sent before the subscription is confirmed)."""
+    deadline = time.monotonic() + RECOVERY
+    while not waiting.done():
+        await sender.send(channel, {"type": "direct"})
+        await asyncio.wait({waiting}, timeout=0.05)
+        assert time.monotonic() < deadline, "the receive never got a message"
+    assert waiting.result()["type"] == "direct"

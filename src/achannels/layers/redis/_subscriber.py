@@ -17,6 +17,7 @@ says so with an unrequested ``sunsubscribe`` or a ``MOVED`` reply), so that
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import time
@@ -76,6 +77,12 @@ class Subscriber:
         self._attempted = asyncio.Event()
         self._error: BaseException | None = None
         self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
+        # Our own UNSUBSCRIBEs: the task sending each channel's latest one
+        # (a new SUBSCRIBE goes after it), and, sharded, how many SUNSUBSCRIBE
+        # replies on the current connection are answers to ours rather than
+        # the node dropping the channel.
+        self._unsubscribing: dict[str, asyncio.Task[None]] = {}
+        self._own_unsubscribes: dict[str, int] = {}
         self._reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heard_at = time.monotonic()
@@ -91,18 +98,24 @@ class Subscriber:
             return
         self.wanted.add(name)
         try:
+            pending = self._unsubscribing.get(name)
+            if pending is not None:
+                # Its UNSUBSCRIBE must reach Redis before this SUBSCRIBE.
+                await asyncio.wait({pending})
             await self._wait_connected()
             confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._confirmations.setdefault(name, []).append(confirmed)
             await self._send(self._subscribe_command, name)
             # After a reconnect the reader subscribes again and confirms.
-            await asyncio.wait_for(asyncio.shield(confirmed), _CONFIRM_TIMEOUT)
-        except asyncio.TimeoutError:
-            self.wanted.discard(name)
-            raise RedisConnectionError(
-                f"Redis at {self._lane.description} did not confirm the "
-                f"subscription to {name!r} within {_CONFIRM_TIMEOUT:g}s"
-            ) from None
+            # asyncio.wait, not wait_for: Python 3.11's wait_for swallows our
+            # cancellation when the confirmation arrives in the same tick.
+            await asyncio.wait({confirmed}, timeout=_CONFIRM_TIMEOUT)
+            if not confirmed.done():
+                raise RedisConnectionError(
+                    f"Redis at {self._lane.description} did not confirm the "
+                    f"subscription to {name!r} within {_CONFIRM_TIMEOUT:g}s"
+                )
+            confirmed.result()
         except BaseException:
             self.wanted.discard(name)
             raise
@@ -113,7 +126,13 @@ class Subscriber:
             return
         self.wanted.discard(name)
         if self._connected.is_set():
-            self._spawn(self._send_quietly(self._unsubscribe_command, name))
+            task = self._spawn(self._send_unsubscribe(name))
+            self._unsubscribing[name] = task
+            task.add_done_callback(functools.partial(self._unsubscribe_sent, name))
+
+    def _unsubscribe_sent(self, name: str, task: asyncio.Task[None]) -> None:
+        if self._unsubscribing.get(name) is task:
+            del self._unsubscribing[name]
 
     @property
     def connected(self) -> bool:
@@ -147,13 +166,17 @@ class Subscriber:
                 )
             self._attempted.clear()
             remaining = deadline - asyncio.get_running_loop().time()
+            attempt = asyncio.ensure_future(self._attempted.wait())
             try:
-                await asyncio.wait_for(self._attempted.wait(), max(remaining, 0))
-            except asyncio.TimeoutError:
+                # Not wait_for: see subscribe().
+                await asyncio.wait({attempt}, timeout=max(remaining, 0))
+            finally:
+                attempt.cancel()
+            if not self._attempted.is_set():
                 raise RedisConnectionError(
                     f"Redis at {self._lane.description} did not answer within "
                     f"{_CONFIRM_TIMEOUT:g}s: cannot subscribe"
-                ) from None
+                )
 
     async def _send(self, *args: Any) -> None:
         connection = self._connection
@@ -169,11 +192,21 @@ class Subscriber:
         except CONNECTION_ERRORS:
             pass  # A reconnect subscribes only to what is still wanted.
 
-    def _spawn(self, coroutine: Any) -> None:
+    async def _send_unsubscribe(self, name: str) -> None:
+        if name in self.wanted:
+            return  # Subscribed again before this ran: nothing to undo.
+        if self._sharded and self._connection is not None:
+            # Counted before the write, so the reader cannot see the reply
+            # first; the count belongs to this connection (reset on the next).
+            self._own_unsubscribes[name] = self._own_unsubscribes.get(name, 0) + 1
+        await self._send_quietly(self._unsubscribe_command, name)
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
         # Owned by this subscriber; cancelled and awaited by aclose().
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _run(self) -> None:
         backoff = Backoff(base=0.1, cap=_BACKOFF_CAP)
@@ -186,6 +219,7 @@ class Subscriber:
                     await connection.send_packed_command(
                         self._subscribe_all(), check_health=False
                     )
+                self._own_unsubscribes = {}
                 self._connection = connection
                 reached = True
                 self._error = None
@@ -258,7 +292,15 @@ class Subscriber:
                         waiter.set_result(None)
             elif kind == b"sunsubscribe":
                 name = reply[1].decode("utf-8")
-                if name in self.wanted:
+                own = self._own_unsubscribes.get(name, 0)
+                if own:
+                    # The answer to our SUNSUBSCRIBE (sent before any new
+                    # SSUBSCRIBE of the channel, whose reply comes after).
+                    if own == 1:
+                        del self._own_unsubscribes[name]
+                    else:
+                        self._own_unsubscribes[name] = own - 1
+                elif name in self.wanted:
                     # Not asked for: the node no longer serves its slot.
                     self._lose({name}, None)
 
