@@ -35,6 +35,8 @@ KINDS = {"core": RedisChannelLayer, "pubsub": RedisPubSubChannelLayer}
 #: Detecting a dead master (cluster-node-timeout 1 s), electing a replica,
 #: and the layers' reconnect backoff, on a loaded machine.
 RECOVERY = 30.0
+#: A message on a healthy cluster reaching its receiver, on a loaded machine.
+DELIVERY = 30.0
 
 
 @pytest.fixture
@@ -118,7 +120,7 @@ async def test_group_spanning_every_master_gets_each_message_once(
         assert len(nodes) == 3, "the processes' keys should span every master"
         await processes[0].group_send("crowd", {"type": "m", "n": 1})
         got = await asyncio.wait_for(
-            asyncio.gather(*(layer.receive(ch) for layer, ch in members)), 10
+            asyncio.gather(*(layer.receive(ch) for layer, ch in members)), DELIVERY
         )
         assert [message["n"] for message in got] == [1] * len(members)
         # Each process key lives where its hash tag says.
@@ -159,9 +161,9 @@ async def test_core_layer_follows_slots_moved_to_another_master(
         channel = await receiver.new_channel()
         await receiver.group_add("room", channel)
         await sender.send(channel, {"type": "before"})
-        assert (await asyncio.wait_for(receiver.receive(channel), 5))["type"] == (
-            "before"
-        )
+        assert (await asyncio.wait_for(receiver.receive(channel), DELIVERY))[
+            "type"
+        ] == ("before")
         waiting = asyncio.create_task(receiver.receive(channel))
         await sender.send("jobs", {"type": "queued"})  # waits in its key
         for key in (
@@ -176,11 +178,11 @@ async def test_core_layer_follows_slots_moved_to_another_master(
         # The sender's slot map is stale: MOVED replies redirect it; the
         # receiver's blocked pop is redirected too.
         await sender.send(channel, {"type": "after"})
-        assert (await asyncio.wait_for(waiting, 10))["type"] == "after"
+        assert (await asyncio.wait_for(waiting, DELIVERY))["type"] == "after"
         await sender.group_send("room", {"type": "group.after"})
-        got = await asyncio.wait_for(receiver.receive(channel), 10)
+        got = await asyncio.wait_for(receiver.receive(channel), DELIVERY)
         assert got["type"] == "group.after"
-        assert (await asyncio.wait_for(receiver.receive("jobs"), 10))["type"] == (
+        assert (await asyncio.wait_for(receiver.receive("jobs"), DELIVERY))["type"] == (
             "queued"
         )
     finally:
@@ -205,7 +207,7 @@ async def test_core_layer_follows_ask_during_a_slot_migration(
         await layer.send("jobs", {"type": "during.migration"})
         assert [keys_in_slot(node, slot) for node in (source, target)] == [0, 1]
         await asyncio.to_thread(cluster.move_slot, slot, target)
-        got = await asyncio.wait_for(layer.receive("jobs"), 10)
+        got = await asyncio.wait_for(layer.receive("jobs"), DELIVERY)
         assert got["type"] == "during.migration"
     finally:
         await layer.flush()
@@ -245,21 +247,23 @@ async def test_pubsub_layer_resubscribes_after_its_slots_move(
 
 
 async def until_delivered(
-    receiver: Any, channel: str, kind: str, send: Any, timeout: float = 10.0
+    receiver: Any, channel: str, kind: str, send: Any, timeout: float = RECOVERY
 ) -> None:
     """Publish with ``send()`` until ``receiver`` gets a message of type
-    ``kind`` on ``channel``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        await send()
-        try:
-            message = await asyncio.wait_for(receiver.receive(channel), 0.3)
-        except TimeoutError:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {kind} message after the move") from None
-            continue
-        assert message["type"] == kind
-        return
+    ``kind`` on ``channel``. One receive waits throughout (cancelling it
+    would unsubscribe the channel)."""
+    waiting = asyncio.create_task(receiver.receive(channel))
+    try:
+        deadline = time.monotonic() + timeout
+        while not waiting.done():
+            await send()
+            await asyncio.wait({waiting}, timeout=0.1)
+            if not waiting.done() and time.monotonic() > deadline:
+                raise AssertionError(f"no {kind} message after the move")
+        assert waiting.result()["type"] == kind
+    finally:
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
 
 
 # Failovers
@@ -405,20 +409,27 @@ async def test_failover_under_traffic_resumes_delivery(
 
 
 async def until_delivered_group(sender: Any, receiver: Any, channel: str) -> None:
+    """Send to the group until the marker message reaches ``receiver`` (one
+    receive waiting throughout)."""
     deadline = time.monotonic() + RECOVERY
-    while True:
-        try:
-            await sender.group_send("room", {"type": "m", "n": -1})
-        except redis.exceptions.ConnectionError:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.1)
-            continue
-        try:
-            while (await asyncio.wait_for(receiver.receive(channel), 0.5))["n"] != -1:
-                pass
-            return
-        except TimeoutError:
+
+    async def marker() -> None:
+        while (await receiver.receive(channel))["n"] != -1:
+            pass
+
+    waiting = asyncio.create_task(marker())
+    try:
+        while not waiting.done():
             assert time.monotonic() < deadline, "group_send never arrived again"
+            try:
+                await sender.group_send("room", {"type": "m", "n": -1})
+            except redis.exceptions.ConnectionError:
+                pass  # The group's master is still failing over.
+            await asyncio.wait({waiting}, timeout=0.1)
+        waiting.result()
+    finally:
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
 
 
 async def test_event_history_on_a_cluster_takes_the_layers_hosts(
@@ -439,7 +450,7 @@ async def test_event_history_on_a_cluster_takes_the_layers_hosts(
             for n in range(3)
             for group in ("news", "sport")
         ]
-        assert (await asyncio.wait_for(layer.receive(member), 5))["n"] == 0
+        assert (await asyncio.wait_for(layer.receive(member), DELIVERY))["n"] == 0
         events = await history.read_after("news", "0-0")
         assert [event["n"] for event in events] == [0, 1, 2]
         assert await history.last_id("sport") == sent[-1]
