@@ -11,10 +11,12 @@ one pump per key, reading wherever the key's slot is served.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
 
+from ..._tasks import OwnedTasks
 from ..._types import Message
 from .._warnings import RateLimitedWarning
 from ._cluster import Cluster
@@ -55,7 +57,10 @@ class Receiver:
         self._serializer = serializer
         self._expiry = expiry
         self.local = LocalChannels(capacity_of, expiry)
+        # The pumps by (server index, key), for lookups; their tasks are
+        # owned by _tasks, which cancels and awaits them in aclose().
         self._pumps: dict[tuple[int, str], tuple[Pump, asyncio.Task[None]]] = {}
+        self._tasks = OwnedTasks()
         self._swept_at = time.monotonic()
         # Per receiver, so one layer's drops never silence another's report.
         self._unreadable = RateLimitedWarning(logger, _UNREADABLE)
@@ -108,9 +113,22 @@ class Receiver:
             self._spawn(index, pump)
 
     def _spawn(self, index: int, pump: Pump) -> None:
-        # Owned here; cancelled and awaited by aclose().
-        task = asyncio.get_running_loop().create_task(pump.run())
+        task = self._tasks.spawn(pump.run())
         self._pumps[index, pump.key] = (pump, task)
+        task.add_done_callback(functools.partial(self._pump_ended, index, pump))
+
+    def _pump_ended(self, index: int, pump: Pump, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        failure = task.exception()
+        if failure is None:
+            return
+        # A pump retries connection errors itself, so this is a bug; the
+        # next receive() on the key starts a new pump.
+        logger.error("The Redis reader of %r stopped", pump.key, exc_info=failure)
+        running = self._pumps.get((index, pump.key))
+        if running is not None and running[1] is task:
+            del self._pumps[index, pump.key]
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -161,9 +179,6 @@ class Receiver:
 
     async def aclose(self) -> None:
         """Stop the pumps and fail waiting receivers."""
-        tasks = [task for _, task in self._pumps.values()]
         self._pumps.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.aclose()
         self.local.close("The Redis channel layer was closed on this event loop")

@@ -29,6 +29,7 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError
 
+from ..._tasks import OwnedTasks
 from ._cluster import Address, Cluster, slot_of
 from ._connection import CONNECTION_ERRORS, Backoff
 from ._subscriber import Subscriber
@@ -70,6 +71,7 @@ class ShardedSubscriptions:
         self._home: dict[str, Address] = {}
         self._trouble = asyncio.Event()
         self._rehomer: asyncio.Task[None] | None = None
+        self._tasks = OwnedTasks()  # The rehomer; aclose() stops it.
 
     @property
     def wanted(self) -> set[str]:
@@ -171,8 +173,7 @@ class ShardedSubscriptions:
     def _wake(self) -> None:
         self._trouble.set()
         if self._rehomer is None:
-            # Owned here; cancelled and awaited by aclose().
-            self._rehomer = asyncio.get_running_loop().create_task(self._rehome())
+            self._rehomer = self._tasks.spawn(self._rehome())
 
     def _misplaced(self) -> list[str]:
         """Return the channels not subscribed on their slot's master now."""
@@ -244,10 +245,8 @@ class ShardedSubscriptions:
     async def aclose(self) -> None:
         """Stop every subscriber and the rehoming; subscriptions are dropped."""
         self._home.clear()
-        if self._rehomer is not None:
-            self._rehomer.cancel()
-            await asyncio.gather(self._rehomer, return_exceptions=True)
-            self._rehomer = None
+        self._rehomer = None
+        await self._tasks.aclose()
         nodes = list(self._nodes.values())
         self._nodes.clear()
         for node in nodes:

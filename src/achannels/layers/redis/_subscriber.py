@@ -21,13 +21,14 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError, ResponseError
 
+from ..._tasks import OwnedTasks
 from ._cluster import slot_of
 from ._connection import CONNECTION_ERRORS, Backoff, Lane, pack_command
 
@@ -84,7 +85,8 @@ class Subscriber:
         self._unsubscribing: dict[str, asyncio.Task[None]] = {}
         self._own_unsubscribes: dict[str, int] = {}
         self._reader: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # The reader and background sends; aclose() cancels and awaits them.
+        self._tasks = OwnedTasks(self._task_failed)
         self._heard_at = time.monotonic()
         self._pinged = False
 
@@ -156,7 +158,7 @@ class Subscriber:
         """Return once connected; raise at once while Redis is known to be
         down, or when the first attempt takes too long."""
         if self._reader is None:
-            self._reader = asyncio.get_running_loop().create_task(self._run())
+            self._reader = self._tasks.spawn(self._run())
         deadline = asyncio.get_running_loop().time() + _CONFIRM_TIMEOUT
         while not self._connected.is_set():
             if self._error is not None:
@@ -201,12 +203,16 @@ class Subscriber:
             self._own_unsubscribes[name] = self._own_unsubscribes.get(name, 0) + 1
         await self._send_quietly(self._unsubscribe_command, name)
 
-    def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
-        # Owned by this subscriber; cancelled and awaited by aclose().
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return self._tasks.spawn(coroutine)
+
+    def _task_failed(self, failure: BaseException) -> None:
+        # Connection errors are retried inside; this is a bug.
+        logger.error(
+            "A subscription task for Redis at %s failed",
+            self._lane.description,
+            exc_info=failure,
+        )
 
     async def _run(self) -> None:
         backoff = Backoff(base=0.1, cap=_BACKOFF_CAP)
@@ -349,13 +355,8 @@ class Subscriber:
     async def aclose(self) -> None:
         """Stop reading and close the connection; subscriptions are dropped."""
         self.wanted.clear()
-        tasks = [*self._tasks]
-        if self._reader is not None:
-            tasks.append(self._reader)
-            self._reader = None
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self._reader = None
+        await self._tasks.aclose()
         for waiters in self._confirmations.values():
             for waiter in waiters:
                 waiter.cancel()
