@@ -35,6 +35,8 @@ KINDS = {"core": RedisChannelLayer, "pubsub": RedisPubSubChannelLayer}
 #: Detecting a dead master (cluster-node-timeout 1 s), electing a replica,
 #: and the layers' reconnect backoff, on a loaded machine.
 RECOVERY = 30.0
+#: A message on a healthy cluster reaching its receiver, on a loaded machine.
+DELIVERY = 30.0
 
 
 @pytest.fixture
@@ -101,24 +103,24 @@ async def test_group_spanning_every_master_gets_each_message_once(
     cluster: PrivateCluster,
 ) -> None:
     prefix = unique_prefix()
-    processes = [
-        RedisChannelLayer(hosts=cluster.config_hosts, prefix=prefix) for _ in range(12)
-    ]
+    processes: list[RedisChannelLayer] = []
     try:
         members = []
-        for layer in processes:
+        nodes: set[int] = set()
+        # Each process has one random key: add processes (at least 12) until
+        # their keys span every master (12 alone miss one about 2% of runs).
+        while len(processes) < 12 or len(nodes) < 3:
+            assert len(processes) < 100, "random process keys kept missing a master"
+            layer = RedisChannelLayer(hosts=cluster.config_hosts, prefix=prefix)
+            processes.append(layer)
             for _ in range(3):
                 channel = await layer.new_channel()
                 await layer.group_add("crowd", channel)
                 members.append((layer, channel))
-        nodes = {
-            cluster.master_of(layer._key(layer.non_local_name(channel))).port
-            for layer, channel in members
-        }
-        assert len(nodes) == 3, "the processes' keys should span every master"
+            nodes.add(cluster.master_of(layer._key(layer.non_local_name(channel))).port)
         await processes[0].group_send("crowd", {"type": "m", "n": 1})
         got = await asyncio.wait_for(
-            asyncio.gather(*(layer.receive(ch) for layer, ch in members)), 10
+            asyncio.gather(*(layer.receive(ch) for layer, ch in members)), DELIVERY
         )
         assert [message["n"] for message in got] == [1] * len(members)
         # Each process key lives where its hash tag says.
@@ -129,7 +131,8 @@ async def test_group_spanning_every_master_gets_each_message_once(
         finally:
             client.close()
     finally:
-        await processes[0].flush()
+        if processes:
+            await processes[0].flush()
         for layer in processes:
             await layer.close()
 
@@ -159,9 +162,9 @@ async def test_core_layer_follows_slots_moved_to_another_master(
         channel = await receiver.new_channel()
         await receiver.group_add("room", channel)
         await sender.send(channel, {"type": "before"})
-        assert (await asyncio.wait_for(receiver.receive(channel), 5))["type"] == (
-            "before"
-        )
+        assert (await asyncio.wait_for(receiver.receive(channel), DELIVERY))[
+            "type"
+        ] == ("before")
         waiting = asyncio.create_task(receiver.receive(channel))
         await sender.send("jobs", {"type": "queued"})  # waits in its key
         for key in (
@@ -176,11 +179,11 @@ async def test_core_layer_follows_slots_moved_to_another_master(
         # The sender's slot map is stale: MOVED replies redirect it; the
         # receiver's blocked pop is redirected too.
         await sender.send(channel, {"type": "after"})
-        assert (await asyncio.wait_for(waiting, 10))["type"] == "after"
+        assert (await asyncio.wait_for(waiting, DELIVERY))["type"] == "after"
         await sender.group_send("room", {"type": "group.after"})
-        got = await asyncio.wait_for(receiver.receive(channel), 10)
+        got = await asyncio.wait_for(receiver.receive(channel), DELIVERY)
         assert got["type"] == "group.after"
-        assert (await asyncio.wait_for(receiver.receive("jobs"), 10))["type"] == (
+        assert (await asyncio.wait_for(receiver.receive("jobs"), DELIVERY))["type"] == (
             "queued"
         )
     finally:
@@ -205,7 +208,7 @@ async def test_core_layer_follows_ask_during_a_slot_migration(
         await layer.send("jobs", {"type": "during.migration"})
         assert [keys_in_slot(node, slot) for node in (source, target)] == [0, 1]
         await asyncio.to_thread(cluster.move_slot, slot, target)
-        got = await asyncio.wait_for(layer.receive("jobs"), 10)
+        got = await asyncio.wait_for(layer.receive("jobs"), DELIVERY)
         assert got["type"] == "during.migration"
     finally:
         await layer.flush()
@@ -245,21 +248,23 @@ async def test_pubsub_layer_resubscribes_after_its_slots_move(
 
 
 async def until_delivered(
-    receiver: Any, channel: str, kind: str, send: Any, timeout: float = 10.0
+    receiver: Any, channel: str, kind: str, send: Any, timeout: float = RECOVERY
 ) -> None:
     """Publish with ``send()`` until ``receiver`` gets a message of type
-    ``kind`` on ``channel``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        await send()
-        try:
-            message = await asyncio.wait_for(receiver.receive(channel), 0.3)
-        except TimeoutError:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {kind} message after the move") from None
-            continue
-        assert message["type"] == kind
-        return
+    ``kind`` on ``channel``. One receive waits throughout (cancelling it
+    would unsubscribe the channel)."""
+    waiting = asyncio.create_task(receiver.receive(channel))
+    try:
+        deadline = time.monotonic() + timeout
+        while not waiting.done():
+            await send()
+            await asyncio.wait({waiting}, timeout=0.1)
+            if not waiting.done() and time.monotonic() > deadline:
+                raise AssertionError(f"no {kind} message after the move")
+        assert waiting.result()["type"] == kind
+    finally:
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
 
 
 # Failovers
@@ -405,20 +410,27 @@ async def test_failover_under_traffic_resumes_delivery(
 
 
 async def until_delivered_group(sender: Any, receiver: Any, channel: str) -> None:
+    """Send to the group until the marker message reaches ``receiver`` (one
+    receive waiting throughout)."""
     deadline = time.monotonic() + RECOVERY
-    while True:
-        try:
-            await sender.group_send("room", {"type": "m", "n": -1})
-        except redis.exceptions.ConnectionError:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.1)
-            continue
-        try:
-            while (await asyncio.wait_for(receiver.receive(channel), 0.5))["n"] != -1:
-                pass
-            return
-        except TimeoutError:
+
+    async def marker() -> None:
+        while (await receiver.receive(channel))["n"] != -1:
+            pass
+
+    waiting = asyncio.create_task(marker())
+    try:
+        while not waiting.done():
             assert time.monotonic() < deadline, "group_send never arrived again"
+            try:
+                await sender.group_send("room", {"type": "m", "n": -1})
+            except redis.exceptions.ConnectionError:
+                pass  # The group's master is still failing over.
+            await asyncio.wait({waiting}, timeout=0.1)
+        waiting.result()
+    finally:
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
 
 
 async def test_event_history_on_a_cluster_takes_the_layers_hosts(
@@ -439,7 +451,7 @@ async def test_event_history_on_a_cluster_takes_the_layers_hosts(
             for n in range(3)
             for group in ("news", "sport")
         ]
-        assert (await asyncio.wait_for(layer.receive(member), 5))["n"] == 0
+        assert (await asyncio.wait_for(layer.receive(member), DELIVERY))["n"] == 0
         events = await history.read_after("news", "0-0")
         assert [event["n"] for event in events] == [0, 1, 2]
         assert await history.last_id("sport") == sent[-1]
@@ -466,3 +478,37 @@ async def test_startup_check_pings_the_cluster_seeds(
     # One live seed is enough.
     mixed: Any = KINDS[kind](hosts=[{"cluster": [vacant[0], redis_cluster.urls[0]]}])
     assert await mixed._check_reachable() == []
+
+
+async def test_pubsub_receive_cancelled_and_repeated_keeps_its_subscription(
+    redis_cluster: PrivateCluster,
+) -> None:
+    # A cancelled receive unsubscribes; the next one subscribes again on the
+    # same master. Redis's reply to our own SUNSUBSCRIBE must not be taken
+    # for the node dropping the channel, and the SUNSUBSCRIBE must not reach
+    # Redis after the new SSUBSCRIBE.
+    prefix = unique_prefix()
+    sender = RedisPubSubChannelLayer(hosts=redis_cluster.config_hosts, prefix=prefix)
+    receiver = RedisPubSubChannelLayer(hosts=redis_cluster.config_hosts, prefix=prefix)
+    try:
+        channel = await receiver.new_channel()
+        for _ in range(50):
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(receiver.receive(channel), 0.001)
+        # No yield between the cancel and the next subscribe.
+        waiting = asyncio.create_task(receiver.receive(channel))
+        await until_delivered_task(sender, channel, waiting)
+    finally:
+        await sender.close()
+        await receiver.close()
+
+
+async def until_delivered_task(sender: Any, channel: str, waiting: Any) -> None:
+    """Publish until the ``waiting`` receive gets a message (pub/sub keeps
+    nothing sent before the subscription is confirmed)."""
+    deadline = time.monotonic() + RECOVERY
+    while not waiting.done():
+        await sender.send(channel, {"type": "direct"})
+        await asyncio.wait({waiting}, timeout=0.05)
+        assert time.monotonic() < deadline, "the receive never got a message"
+    assert waiting.result()["type"] == "direct"

@@ -70,7 +70,7 @@ async def test_group_across_two_servers_survives_a_killed_master(
                     return False
 
                 await sender.ws.send("hello")
-                assert await delivered_to_all("hello", 10)
+                assert await delivered_to_all("hello", RECOVERY)
 
                 group = (
                     RedisChannelLayer(
@@ -98,7 +98,7 @@ async def test_group_across_two_servers_survives_a_killed_master(
                 for extra in range(20):
                     await sender.ws.send(f"after{extra}")
                 for extra in range(20):
-                    assert await delivered_to_all(f"after{extra}", 10)
+                    assert await delivered_to_all(f"after{extra}", RECOVERY)
                 assert not any(reader.done() for reader in readers)
                 for client in clients:
                     await client.ws.close()

@@ -29,7 +29,8 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError
 
-from ._cluster import Address, Cluster
+from ..._tasks import OwnedTasks
+from ._cluster import Address, Cluster, slot_of
 from ._connection import CONNECTION_ERRORS, Backoff
 from ._subscriber import Subscriber
 
@@ -39,7 +40,15 @@ logger = logging.getLogger("achannels.layers.redis")
 
 # How often the slot map is read again while some channel has no master.
 _REHOME_INTERVAL = 0.25
-_ATTEMPTS = 3
+# New masters tried in a row before waiting (a slot moving twice while we
+# follow it is already rare).
+_REDIRECTS = 3
+# How long subscribe() waits for a slot's master to accept a subscription
+# while the slot moves or its master fails over. A failover takes the
+# cluster's cluster-node-timeout (15 s by default) plus an election; twice
+# that covers a default cluster with room on a busy host, and a cluster still
+# without a master for the slot after it is down, not failing over.
+_SETTLE_TIMEOUT = 30.0
 
 
 class ShardedSubscriptions:
@@ -62,6 +71,7 @@ class ShardedSubscriptions:
         self._home: dict[str, Address] = {}
         self._trouble = asyncio.Event()
         self._rehomer: asyncio.Task[None] | None = None
+        self._tasks = OwnedTasks()  # The rehomer; aclose() stops it.
 
     @property
     def wanted(self) -> set[str]:
@@ -83,31 +93,65 @@ class ShardedSubscriptions:
 
     async def subscribe(self, name: str) -> None:
         """Subscribe to ``name`` on its slot's master; return once it
-        confirmed. Raises :class:`redis.exceptions.ConnectionError` when the
-        slot has no reachable master."""
+        confirmed.
+
+        While the slot is moving or its master failing over, this waits for
+        the cluster to settle: it rereads the slot map and tries the master
+        it names, at once when that is a new one, else after a backoff. It
+        raises :class:`redis.exceptions.ConnectionError` only when no master
+        has accepted the subscription for ``_SETTLE_TIMEOUT`` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        await self._subscribe(name, loop.time() + _SETTLE_TIMEOUT)
+
+    async def _subscribe(self, name: str, deadline: float) -> None:
+        """Subscribe to ``name`` (see :meth:`subscribe`), trying until
+        ``deadline`` (a past one: one round, following new masters)."""
         if name in self._home:
             return
-        error: BaseException | None = None
-        for _ in range(_ATTEMPTS):
-            address = await self._cluster.address_of(name)
-            self._home[name] = address
+        loop = asyncio.get_running_loop()
+        backoff = Backoff(base=0.05, cap=_REHOME_INTERVAL)
+        redirects = 0
+        while True:
             try:
-                await self._node(address).subscribe(name)
-                return
-            except (MovedError, *CONNECTION_ERRORS) as failure:
-                error = failure
-                self._home.pop(name, None)
-                before = address
-                await self._cluster.failed(failure)
-                if await self._cluster.address_of(name) == before and not isinstance(
-                    failure, MovedError
-                ):
-                    break
-            except BaseException:
-                self._home.pop(name, None)
-                raise
+                address = await self._cluster.address_of(name)
+            except RedisConnectionError as failure:
+                error: BaseException = failure  # The map cannot be read.
+                moved_on = False
+            else:
+                self._home[name] = address
+                try:
+                    await self._node(address).subscribe(name)
+                    return
+                except (MovedError, *CONNECTION_ERRORS) as failure:
+                    # Moved, dropped by a node that lost the slot, or the
+                    # node is down: ask the cluster where the slot is now.
+                    error = failure
+                    self._home.pop(name, None)
+                    await self._cluster.failed(failure)
+                    moved_on = isinstance(failure, MovedError) or (
+                        self._cluster.cached_address_of(name) != address
+                    )
+                except BaseException:
+                    self._home.pop(name, None)
+                    raise
+            if moved_on and redirects < _REDIRECTS:
+                redirects += 1  # The map names a new master: try it now.
+                continue
+            if loop.time() >= deadline:
+                break
+            # No news from the cluster yet: let it settle.
+            redirects = 0
+            await asyncio.sleep(backoff.next_delay())
         raise RedisConnectionError(
-            f"Cannot subscribe to {name!r} on the {self._cluster.description}: {error}"
+            f"Cannot subscribe to {name!r} on the {self._cluster.description}: "
+            f"no master of its slot {slot_of(name)} accepted the subscription"
+            + (
+                f" within {_SETTLE_TIMEOUT:g}s (is the cluster down?)"
+                if backoff.failures
+                else ""
+            )
+            + f": {error}"
         ) from error
 
     def unsubscribe(self, name: str) -> None:
@@ -129,8 +173,7 @@ class ShardedSubscriptions:
     def _wake(self) -> None:
         self._trouble.set()
         if self._rehomer is None:
-            # Owned here; cancelled and awaited by aclose().
-            self._rehomer = asyncio.get_running_loop().create_task(self._rehome())
+            self._rehomer = self._tasks.spawn(self._rehome())
 
     def _misplaced(self) -> list[str]:
         """Return the channels not subscribed on their slot's master now."""
@@ -185,7 +228,8 @@ class ShardedSubscriptions:
         if old is not None:
             old.unsubscribe(name)
         try:
-            await self.subscribe(name)
+            # One pass: the rehoming loop does the waiting.
+            await self._subscribe(name, deadline=0.0)
         except RedisConnectionError:
             self._home.setdefault(name, address)
             return False
@@ -201,10 +245,8 @@ class ShardedSubscriptions:
     async def aclose(self) -> None:
         """Stop every subscriber and the rehoming; subscriptions are dropped."""
         self._home.clear()
-        if self._rehomer is not None:
-            self._rehomer.cancel()
-            await asyncio.gather(self._rehomer, return_exceptions=True)
-            self._rehomer = None
+        self._rehomer = None
+        await self._tasks.aclose()
         nodes = list(self._nodes.values())
         self._nodes.clear()
         for node in nodes:

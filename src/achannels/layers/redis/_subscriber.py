@@ -17,16 +17,18 @@ says so with an unrequested ``sunsubscribe`` or a ``MOVED`` reply), so that
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError, ResponseError
 
+from ..._tasks import OwnedTasks
 from ._cluster import slot_of
 from ._connection import CONNECTION_ERRORS, Backoff, Lane, pack_command
 
@@ -76,8 +78,15 @@ class Subscriber:
         self._attempted = asyncio.Event()
         self._error: BaseException | None = None
         self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
+        # Our own UNSUBSCRIBEs: the task sending each channel's latest one
+        # (a new SUBSCRIBE goes after it), and, sharded, how many SUNSUBSCRIBE
+        # replies on the current connection are answers to ours rather than
+        # the node dropping the channel.
+        self._unsubscribing: dict[str, asyncio.Task[None]] = {}
+        self._own_unsubscribes: dict[str, int] = {}
         self._reader: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # The reader and background sends; aclose() cancels and awaits them.
+        self._tasks = OwnedTasks(self._task_failed)
         self._heard_at = time.monotonic()
         self._pinged = False
 
@@ -91,18 +100,24 @@ class Subscriber:
             return
         self.wanted.add(name)
         try:
+            pending = self._unsubscribing.get(name)
+            if pending is not None:
+                # Its UNSUBSCRIBE must reach Redis before this SUBSCRIBE.
+                await asyncio.wait({pending})
             await self._wait_connected()
             confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._confirmations.setdefault(name, []).append(confirmed)
             await self._send(self._subscribe_command, name)
             # After a reconnect the reader subscribes again and confirms.
-            await asyncio.wait_for(asyncio.shield(confirmed), _CONFIRM_TIMEOUT)
-        except asyncio.TimeoutError:
-            self.wanted.discard(name)
-            raise RedisConnectionError(
-                f"Redis at {self._lane.description} did not confirm the "
-                f"subscription to {name!r} within {_CONFIRM_TIMEOUT:g}s"
-            ) from None
+            # asyncio.wait, not wait_for: Python 3.11's wait_for swallows our
+            # cancellation when the confirmation arrives in the same tick.
+            await asyncio.wait({confirmed}, timeout=_CONFIRM_TIMEOUT)
+            if not confirmed.done():
+                raise RedisConnectionError(
+                    f"Redis at {self._lane.description} did not confirm the "
+                    f"subscription to {name!r} within {_CONFIRM_TIMEOUT:g}s"
+                )
+            confirmed.result()
         except BaseException:
             self.wanted.discard(name)
             raise
@@ -113,7 +128,13 @@ class Subscriber:
             return
         self.wanted.discard(name)
         if self._connected.is_set():
-            self._spawn(self._send_quietly(self._unsubscribe_command, name))
+            task = self._spawn(self._send_unsubscribe(name))
+            self._unsubscribing[name] = task
+            task.add_done_callback(functools.partial(self._unsubscribe_sent, name))
+
+    def _unsubscribe_sent(self, name: str, task: asyncio.Task[None]) -> None:
+        if self._unsubscribing.get(name) is task:
+            del self._unsubscribing[name]
 
     @property
     def connected(self) -> bool:
@@ -137,7 +158,7 @@ class Subscriber:
         """Return once connected; raise at once while Redis is known to be
         down, or when the first attempt takes too long."""
         if self._reader is None:
-            self._reader = asyncio.get_running_loop().create_task(self._run())
+            self._reader = self._tasks.spawn(self._run())
         deadline = asyncio.get_running_loop().time() + _CONFIRM_TIMEOUT
         while not self._connected.is_set():
             if self._error is not None:
@@ -147,13 +168,17 @@ class Subscriber:
                 )
             self._attempted.clear()
             remaining = deadline - asyncio.get_running_loop().time()
+            attempt = asyncio.ensure_future(self._attempted.wait())
             try:
-                await asyncio.wait_for(self._attempted.wait(), max(remaining, 0))
-            except asyncio.TimeoutError:
+                # Not wait_for: see subscribe().
+                await asyncio.wait({attempt}, timeout=max(remaining, 0))
+            finally:
+                attempt.cancel()
+            if not self._attempted.is_set():
                 raise RedisConnectionError(
                     f"Redis at {self._lane.description} did not answer within "
                     f"{_CONFIRM_TIMEOUT:g}s: cannot subscribe"
-                ) from None
+                )
 
     async def _send(self, *args: Any) -> None:
         connection = self._connection
@@ -169,11 +194,25 @@ class Subscriber:
         except CONNECTION_ERRORS:
             pass  # A reconnect subscribes only to what is still wanted.
 
-    def _spawn(self, coroutine: Any) -> None:
-        # Owned by this subscriber; cancelled and awaited by aclose().
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _send_unsubscribe(self, name: str) -> None:
+        if name in self.wanted:
+            return  # Subscribed again before this ran: nothing to undo.
+        if self._sharded and self._connection is not None:
+            # Counted before the write, so the reader cannot see the reply
+            # first; the count belongs to this connection (reset on the next).
+            self._own_unsubscribes[name] = self._own_unsubscribes.get(name, 0) + 1
+        await self._send_quietly(self._unsubscribe_command, name)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return self._tasks.spawn(coroutine)
+
+    def _task_failed(self, failure: BaseException) -> None:
+        # Connection errors are retried inside; this is a bug.
+        logger.error(
+            "A subscription task for Redis at %s failed",
+            self._lane.description,
+            exc_info=failure,
+        )
 
     async def _run(self) -> None:
         backoff = Backoff(base=0.1, cap=_BACKOFF_CAP)
@@ -186,6 +225,7 @@ class Subscriber:
                     await connection.send_packed_command(
                         self._subscribe_all(), check_health=False
                     )
+                self._own_unsubscribes = {}
                 self._connection = connection
                 reached = True
                 self._error = None
@@ -258,7 +298,15 @@ class Subscriber:
                         waiter.set_result(None)
             elif kind == b"sunsubscribe":
                 name = reply[1].decode("utf-8")
-                if name in self.wanted:
+                own = self._own_unsubscribes.get(name, 0)
+                if own:
+                    # The answer to our SUNSUBSCRIBE (sent before any new
+                    # SSUBSCRIBE of the channel, whose reply comes after).
+                    if own == 1:
+                        del self._own_unsubscribes[name]
+                    else:
+                        self._own_unsubscribes[name] = own - 1
+                elif name in self.wanted:
                     # Not asked for: the node no longer serves its slot.
                     self._lose({name}, None)
 
@@ -307,13 +355,8 @@ class Subscriber:
     async def aclose(self) -> None:
         """Stop reading and close the connection; subscriptions are dropped."""
         self.wanted.clear()
-        tasks = [*self._tasks]
-        if self._reader is not None:
-            tasks.append(self._reader)
-            self._reader = None
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self._reader = None
+        await self._tasks.aclose()
         for waiters in self._confirmations.values():
             for waiter in waiters:
                 waiter.cancel()
