@@ -85,10 +85,12 @@ async def test_async_to_sync_from_threads_reuses_connections_and_leaks_none(
                 THREADS * CALLS
             )
             counts.append(connections_named(name))
-        # Sync callers share one background loop's connections: a second
-        # round of calls opens none, and closing the layer from sync code
-        # closes them.
-        assert counts[1] <= counts[0] <= before + THREADS + 1
+        # Sync callers share one background loop's connections: however
+        # many calls, at most one per thread at once plus the loop's own
+        # (a busy machine may overlap calls differently in each round, so
+        # the bound, not the exact count, is the claim), and closing the
+        # layer from sync code closes them.
+        assert max(counts) <= before + THREADS + 1, counts
         await asyncio.to_thread(async_to_sync(layer.close))
         assert connections_named(name) <= before
     finally:
