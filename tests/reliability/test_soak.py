@@ -184,6 +184,8 @@ async def test_10000_connection_cycles_leave_no_trace(
 # Churn: 50 clients at a time in one group
 
 CHURN_CLIENTS = 50
+#: Blocks a churn grows once, after its baseline (see soak_churn).
+CHURN_ONE_TIME_GROWTH = 1_500
 #: The slowest close handshake a churn may see.
 CHURN_PROMPT = 1.0
 
@@ -251,9 +253,14 @@ async def soak_churn(
         )
         assert closes[-1] < CHURN_PROMPT, closes[-5:]
         assert after["rss"] - baseline["rss"] < RSS_TOLERANCE, (baseline, after)
+        # One name per cycle (the bounded name cache), plus structures the
+        # churn grows once to its peak after the baseline: measured at about
+        # 1,000 blocks whether 2,000 or 6,000 cycles follow (+3,028 and
+        # +7,015), so it is no leak; a leak of one block per cycle would
+        # still break this bound at 3,000 cycles.
         assert (
             after["blocks"] - baseline["blocks"]
-            <= min(cycles, NAME_CACHE) + BLOCK_SLACK
+            <= min(cycles, NAME_CACHE) + CHURN_ONE_TIME_GROWTH + BLOCK_SLACK
         ), (baseline, after)
 
 
