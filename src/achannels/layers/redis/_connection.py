@@ -141,6 +141,32 @@ class Lane:
         else:
             await connection.disconnect(nowait=True)
 
+    def _checkout(self) -> AbstractConnection:
+        """An idle connection, or a new one, marked busy; connected inside
+        the caller's ``try``, so a failed connect is retried as a failed
+        command is."""
+        connection = self._idle.pop() if self._idle else self.new_connection()
+        self._busy.add(connection)
+        return connection
+
+    async def _retry_after(
+        self,
+        connection: AbstractConnection,
+        error: Exception,
+        backoff: Backoff,
+        attempts: int,
+    ) -> None:
+        """Drop ``connection`` after it failed with ``error``; wait out the
+        backoff before the next try, or raise naming the server once
+        ``attempts`` tries failed (or the lane was closed)."""
+        await self.discard(connection)
+        if backoff.failures + 1 >= attempts or self._closed:
+            raise RedisConnectionError(
+                f"Redis channel layer cannot reach {self.description} "
+                f"(tried {backoff.failures + 1} times): {error}"
+            ) from error
+        await asyncio.sleep(backoff.next_delay())
+
     async def execute(self, *args: Any, attempts: int = _ATTEMPTS) -> Any:
         """Run one command and return its reply.
 
@@ -152,8 +178,7 @@ class Lane:
         """
         backoff = Backoff(base=0.05, cap=0.5)
         while True:
-            connection = self._idle.pop() if self._idle else self.new_connection()
-            self._busy.add(connection)
+            connection = self._checkout()
             try:
                 if not connection.is_connected:
                     await self.connect(connection)
@@ -166,13 +191,7 @@ class Lane:
                 await self._release(connection)
                 raise
             except (RedisConnectionError, OSError) as error:
-                await self.discard(connection)
-                if backoff.failures + 1 >= attempts or self._closed:
-                    raise RedisConnectionError(
-                        f"Redis channel layer cannot reach {self.description} "
-                        f"(tried {backoff.failures + 1} times): {error}"
-                    ) from error
-                await asyncio.sleep(backoff.next_delay())
+                await self._retry_after(connection, error, backoff, attempts)
                 continue
             except BaseException:
                 # Cancelled or timed out mid-command: a reply may still be on
@@ -195,8 +214,7 @@ class Lane:
         packed = b"".join(pack_command(*command) for command in commands)
         backoff = Backoff(base=0.05, cap=0.5)
         while True:
-            connection = self._idle.pop() if self._idle else self.new_connection()
-            self._busy.add(connection)
+            connection = self._checkout()
             replies: list[Any] = []
             try:
                 if not connection.is_connected:
@@ -210,13 +228,7 @@ class Lane:
                     except ResponseError as error:
                         replies.append(error)
             except (RedisConnectionError, OSError) as error:
-                await self.discard(connection)
-                if backoff.failures + 1 >= _ATTEMPTS or self._closed:
-                    raise RedisConnectionError(
-                        f"Redis channel layer cannot reach {self.description} "
-                        f"(tried {backoff.failures + 1} times): {error}"
-                    ) from error
-                await asyncio.sleep(backoff.next_delay())
+                await self._retry_after(connection, error, backoff, _ATTEMPTS)
                 continue
             except BaseException:
                 await asyncio.shield(self.discard(connection))
