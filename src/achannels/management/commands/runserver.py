@@ -9,13 +9,15 @@ project's ``ASGI_APPLICATION``.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import importlib.util
 import os
 import socket
 import sys
+import threading
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django.apps import apps
 from django.conf import settings
@@ -28,6 +30,9 @@ from django.utils import autoreload
 
 from ..._logging import configure_for_runserver
 from ..._types import ASGIApp
+
+if TYPE_CHECKING:
+    import uvicorn
 
 __all__ = ["Command"]
 
@@ -142,7 +147,23 @@ class Command(StaticfilesRunserverCommand):
             use_colors=False if options.get("no_color") else None,
             timeout_graceful_shutdown=self.shutdown_timeout,
         )
-        uvicorn.Server(config).run(sockets=[sock])
+        server = uvicorn.Server(config)
+        serving = threading.current_thread()
+        if serving is not threading.main_thread():
+            # Under the reloader this is a daemon thread and a reload is the
+            # main thread's sys.exit(3). Left running, uvicorn's event loop
+            # (uvloop's C code) meets the interpreter's teardown and can
+            # crash the child (SIGSEGV), which ends the reloader itself.
+            # Exit functions run while the interpreter is still whole.
+            atexit.register(self._stop_before_exit, server, serving)
+        server.run(sockets=[sock])
+
+    def _stop_before_exit(
+        self, server: uvicorn.Server, serving: threading.Thread) -> None:
+        server.should_exit = True
+        # uvicorn's graceful shutdown is bounded by shutdown_timeout; the
+        # margin covers the lifespan shutdown after it.
+        serving.join(timeout=self.shutdown_timeout + 2)
 
     def _print_banner(self, port: int) -> None:
         import uvicorn
