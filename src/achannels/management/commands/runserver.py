@@ -159,7 +159,8 @@ class Command(StaticfilesRunserverCommand):
         server.run(sockets=[sock])
 
     def _stop_before_exit(
-        self, server: uvicorn.Server, serving: threading.Thread) -> None:
+        self, server: uvicorn.Server, serving: threading.Thread
+    ) -> None:
         server.should_exit = True
         # uvicorn's graceful shutdown is bounded by shutdown_timeout; the
         # margin covers the lifespan shutdown after it.
