@@ -360,27 +360,13 @@ async def _answer_no_route(
             return  # the client left before the handshake
         if _HTTP_RESPONSE_EXTENSION in (scope.get("extensions") or {}):
             status = 404
-            await send(
-                {
-                    "type": "websocket.http.response.start",
-                    "status": status,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8")],
-                }
-            )
-            await send({"type": "websocket.http.response.body", "body": b"Not Found"})
+            await _send_not_found(send, "websocket.http.response")
         else:
             status = 403
             await send({"type": "websocket.close"})
     elif kind == "http":
         status = 404
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
-            }
-        )
-        await send({"type": "http.response.body", "body": b"Not Found"})
+        await _send_not_found(send, "http.response")
     else:
         raise ValueError(f"No route found for path {path.lstrip('/')!r}.")
     logger.warning(
@@ -389,6 +375,18 @@ async def _answer_no_route(
 
 
 _HTTP_RESPONSE_EXTENSION = "websocket.http.response"
+
+
+async def _send_not_found(send: Send, prefix: str) -> None:
+    """A plain-text 404 as ``prefix``.start and ``prefix``.body messages."""
+    await send(
+        {
+            "type": f"{prefix}.start",
+            "status": 404,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+        }
+    )
+    await send({"type": f"{prefix}.body", "body": b"Not Found"})
 
 
 class ChannelNameRouter:

@@ -12,8 +12,6 @@ that must still be in flight when the client closes waits on a ``release``
 from __future__ import annotations
 
 import asyncio
-import logging
-import sys
 import threading
 from typing import Any
 
@@ -25,12 +23,9 @@ from achannels.generic.websocket import (
     JsonWebsocketConsumer,
 )
 from achannels.routing import ProtocolTypeRouter, URLRouter, path
-from tests.apps.reliability_app import Tracked, introspect
+from tests.apps.reliability_app import Tracked, introspect, stdout_reporter
 
-report = logging.getLogger("close_app")
-report.setLevel(logging.INFO)
-report.addHandler(logging.StreamHandler(sys.stdout))
-report.propagate = False
+report = stdout_reporter("close_app")
 
 # Released by GET release/<name>/: async waiters and sync (thread) waiters.
 _released: dict[str, asyncio.Event] = {}
@@ -105,19 +100,25 @@ class SyncRoom(Tracked, JsonWebsocketConsumer):
         report.info("close_app sync disconnect %s", self.scope["path"])
 
 
-class Holder(Tracked, AsyncWebsocketConsumer):
-    """A group member. A frame ``"<text>"`` goes to the group; each member's
-    handler sends it on, then (for ``"hold <name>"``) holds until released.
-    ``"boom"`` raises in ``receive``; ``"boom later"`` in the handler of a
-    message to the consumer's own channel.
-    ``disconnect()`` reports, then (with ``?slow-leave=<name>``) waits for
-    that release before leaving the group, as a slow layer would."""
+class GroupMember(Tracked, AsyncWebsocketConsumer):
+    """Joins the group named in the URL, then accepts."""
+
+    group: str
 
     async def connect(self) -> None:
         self.group = self.scope["url_route"]["kwargs"]["group"]
         assert self.channel_layer is not None
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+
+
+class Holder(GroupMember):
+    """A group member. A frame ``"<text>"`` goes to the group; each member's
+    handler sends it on, then (for ``"hold <name>"``) holds until released.
+    ``"boom"`` raises in ``receive``; ``"boom later"`` in the handler of a
+    message to the consumer's own channel.
+    ``disconnect()`` reports, then (with ``?slow-leave=<name>``) waits for
+    that release before leaving the group, as a slow layer would."""
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None
@@ -177,7 +178,7 @@ class Flood(Tracked, AsyncWebsocketConsumer):
         report.info("close_app flood disconnect %s", self.scope["path"])
 
 
-class Watch(Tracked, AsyncWebsocketConsumer):
+class Watch(GroupMember):
     """``@concurrent`` watches that run until cancelled, two slots.
 
     It joins the group in the URL. A frame ``"<how> <name>"`` asks for a
@@ -187,12 +188,6 @@ class Watch(Tracked, AsyncWebsocketConsumer):
     itself (which then waits); ``"<text>"`` alone is an ordinary frame."""
 
     max_concurrent_handlers = 2
-
-    async def connect(self) -> None:
-        self.group = self.scope["url_route"]["kwargs"]["group"]
-        assert self.channel_layer is not None
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None

@@ -40,10 +40,18 @@ from achannels.layers import InMemoryChannelLayer, channel_layers, get_channel_l
 from achannels.routing import ProtocolTypeRouter, URLRouter, path
 from achannels.security.websocket import OriginValidator
 
-report = logging.getLogger("reliability_app")
-report.setLevel(logging.INFO)
-report.addHandler(logging.StreamHandler(sys.stdout))
-report.propagate = False
+
+def stdout_reporter(name: str) -> logging.Logger:
+    """A logger that prints one line per report to stdout, where the tests
+    that serve this app wait for them."""
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.INFO)
+    logger.addHandler(logging.StreamHandler(sys.stdout))
+    logger.propagate = False
+    return logger
+
+
+report = stdout_reporter("reliability_app")
 
 #: Every consumer instance alive in the process; a leak shows up here.
 LIVE_CONSUMERS: weakref.WeakSet[object] = weakref.WeakSet()

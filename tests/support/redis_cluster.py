@@ -48,6 +48,10 @@ def _missing(what: str) -> None:
     pytest.skip(message)
 
 
+def _bytes(key: str | bytes) -> bytes:
+    return key.encode() if isinstance(key, str) else key
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
         try:
@@ -266,8 +270,7 @@ class PrivateCluster:
 
     def master_of(self, key: str | bytes) -> ClusterNode:
         """Return the node that serves ``key``'s slot now."""
-        data = key.encode() if isinstance(key, str) else key
-        return self.master_of_slot(redis.crc.key_slot(data))
+        return self.master_of_slot(redis.crc.key_slot(_bytes(key)))
 
     def masters(self) -> list[ClusterNode]:
         return [n for n in self.nodes if n.running and n.role() == "master"]
@@ -280,17 +283,11 @@ class PrivateCluster:
     def move_slot(self, slot: int, target: ClusterNode) -> None:
         """Migrate ``slot`` (and its keys) to master ``target``, as
         ``redis-cli --cluster reshard`` does."""
-        source = self.master_of_slot(slot)
-        if source is target:
+        if self.master_of_slot(slot) is target:
             return
-        source_client, target_client = source.client(), target.client()
+        source = self.start_migrating(slot, target)
+        source_client = source.client()
         try:
-            target_client.execute_command(
-                "CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id()
-            )
-            source_client.execute_command(
-                "CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id()
-            )
             while keys := source_client.execute_command(
                 "CLUSTER", "GETKEYSINSLOT", slot, 100
             ):
@@ -307,7 +304,13 @@ class PrivateCluster:
                     client.close()
         finally:
             source_client.close()
-            target_client.close()
+
+    def move_away(self, key: str | bytes) -> ClusterNode:
+        """Move ``key``'s slot to another master; return that master."""
+        source = self.master_of(key)
+        target = next(node for node in self.masters() if node is not source)
+        self.move_slot(redis.crc.key_slot(_bytes(key)), target)
+        return target
 
     def start_migrating(self, slot: int, target: ClusterNode) -> ClusterNode:
         """Mark ``slot`` as migrating from its master to ``target`` without
