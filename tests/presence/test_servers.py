@@ -46,10 +46,17 @@ class Client:
                     return dict(frame)
 
     async def wait_leave(self, key: str, timeout: float) -> dict[str, Any]:
+        return await self.wait_diff("leaves", key, timeout)
+
+    async def wait_join(self, key: str, timeout: float = 20.0) -> dict[str, Any]:
+        return await self.wait_diff("joins", key, timeout)
+
+    async def wait_diff(self, side: str, key: str, timeout: float) -> dict[str, Any]:
+        """The next ``presence.diff`` whose ``side`` (joins/leaves) has ``key``."""
         async with deadline(timeout):
             while True:
                 diff = await self.next("presence.diff", timeout)
-                if key in diff["leaves"]:
+                if key in diff[side]:
                     return diff
 
 
@@ -94,8 +101,7 @@ async def test_sigkilled_process_entries_vanish_within_ttl_with_leave_diff(
     ):
         async with connect(doomed, "r", "alice") as alice:
             assert set(alice.state["members"]) == {"alice", "bob", "carol"}
-            while "alice" not in (await bob.next("presence.diff"))["joins"]:
-                pass
+            await bob.wait_join("alice")
             listing = await layer.presence_list("room.r")
             assert sorted(listing) == ["alice", "bob", "carol"]
             doomed.proc.send_signal(signal.SIGKILL)
@@ -122,8 +128,7 @@ async def test_connection_end_announces_leave_across_processes(
     (first, second), layer = two_servers
     async with connect(second, "r", "bob") as bob:
         async with connect(first, "r", "alice") as alice:
-            while "alice" not in (await bob.next("presence.diff"))["joins"]:
-                pass
+            await bob.wait_join("alice")
             started = time.monotonic()
             if how == "handler crashes":
                 await alice.ws.send(json.dumps("crash"))
