@@ -45,7 +45,7 @@ from benchmarks.servers import (
     start_servers,
 )
 
-__all__ = ["FULL", "QUICK", "SMOKE", "Sizes", "main", "run_suite"]
+__all__ = ["FULL", "QUICK", "SMOKE", "Sizes", "main", "override_sizes", "run_suite"]
 
 SYSTEMS = ("achannels", "channels", "raw")
 SERVERS = ("uvicorn", "hypercorn", "granian")
@@ -625,6 +625,11 @@ async def run_cluster_scenarios(
                 s: ServerGroup([srv for srv in running if srv.system == s])
                 for s in present
             }
+            # Every system's processes share the server core: a slice waits
+            # until all of them are idle (another system still working off
+            # its backlog would slow this one down), not only its own.
+            everyone = ServerGroup(list(running))
+            idle = {s: everyone for s in present}
             try:
                 for worker in workers.values():
                     await worker.start()
@@ -658,12 +663,12 @@ async def run_cluster_scenarios(
                             {**size, "rate": sizes.xfanout_rate} if mode == "rate"
                             else size,
                             {s: {**job, **common[s]} for s in present},
-                            workers, groups, slices,
+                            workers, idle, slices,
                             sizes.xfanout_rate_duration * 10 + 120,
                         )  # fmt: skip
                 if "rooms" in scenarios:
                     cells += await sweep_rooms(
-                        layer, present, workers, groups, common, sizes
+                        layer, present, workers, idle, common, sizes
                     )
                 for group in groups.values():
                     group.check_alive()
@@ -1008,6 +1013,26 @@ def _pinned(cores: set[int]) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
+def override_sizes(sizes: Sizes, settings: Sequence[str]) -> Sizes:
+    """``sizes`` with each ``FIELD=VALUE`` of ``settings`` applied, the value
+    parsed as the field's default is typed (a tuple from comma-separated
+    items); ``SystemExit`` for an unknown field."""
+    changes: dict[str, Any] = {}
+    for setting in settings:
+        name, _, text = setting.partition("=")
+        if name not in Sizes.__dataclass_fields__ or name == "name":
+            raise SystemExit(f"--size {setting}: no such size field {name!r}")
+        current = getattr(sizes, name)
+        if isinstance(current, tuple):
+            item = type(current[0]) if current else str
+            changes[name] = tuple(item(v) for v in text.split(",") if v)
+        elif isinstance(current, bool):
+            changes[name] = text.lower() in ("1", "true", "yes")
+        else:
+            changes[name] = type(current)(text)
+    return replace(sizes, **changes)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run", description=__doc__.splitlines()[0]
@@ -1021,6 +1046,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--epochs", type=int, help="fresh sets of server processes per server"
+    )
+    parser.add_argument(
+        "--size",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override one field of the mode's Sizes (repeatable), e.g. "
+        "--size xfanout_clients=500 --size cluster_layers=redis",
     )
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--servers", default=",".join(SERVERS))
@@ -1053,6 +1086,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             connrate_duration=args.duration,
             layer_duration=args.duration,
         )
+    sizes = override_sizes(sizes, args.size)
     out = args.out
     if out is None and not args.smoke:
         out = REPO_ROOT / "benchmarks" / "results" / sizes.name
