@@ -556,9 +556,68 @@ def markdown(results: dict[str, Any], notes: bool = True) -> str:
             out.append("| " + " | ".join(row) + " |")
         out.append("")
         out += _detail(scenario, keys, grouped, present)
+    out += standalone_markdown(results["cells"])
     if notes:
         out += _notes(results)
     return "\n".join(out).rstrip() + "\n"
+
+
+# -- the standalone benchmarks (benchmarks/standalone.py) ----------------------
+
+
+def standalone_markdown(cells: list[dict[str, Any]]) -> list[str]:
+    """Presence, sync publishing and SSE, each in its owner's table."""
+    from benchmarks import bench_presence, bench_publisher
+    from benchmarks.standalone import PUBLISHER_SYSTEMS
+
+    out: list[str] = []
+    mine = {
+        name: [c for c in cells if c["scenario"] == name]
+        for name in ("presence", "publisher", "sse")
+    }
+    for name, found in mine.items():
+        for cell in found:
+            if cell.get("error"):
+                out += [f"{name}: error: {cell['error']}", ""]
+    presence = [c for c in mine["presence"] if c["slices"]]
+    if presence:
+        entries = int(presence[0]["params"]["entries"])
+        results = {c["where"]: c["slices"][0] for c in presence}
+        out += ["### Presence", "", "Absolute figures (Channels has no presence)."]
+        out += ["", bench_presence.table(results, entries), ""]
+    publisher = [c for c in mine["publisher"] if c["slices"]]
+    if publisher:
+        names = {v: k for k, v in PUBLISHER_SYSTEMS.items()}
+        rows = [
+            {
+                "system": names[c["system"], c["params"]["call"]],
+                "threads": c["params"]["threads"],
+                **c["slices"][0],
+            }
+            for c in publisher
+        ]
+        out += ["### Publishing from sync code", "", bench_publisher.table(rows), ""]
+    sse = [c for c in mine["sse"] if c["slices"]]
+    for cell in sse:
+        figures = cell["slices"][0]
+        params = cell["params"]
+        out += [
+            "### Server-Sent Events against WebSockets",
+            "",
+            f"achannels on {cell['where']}, one group of {params['clients']:,} "
+            f"streams or sockets, {params['messages']} group messages per round.",
+            "",
+            "| figure | SSE | WebSocket | SSE / WebSocket |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for key, label in (
+            ("deliveries_per_s", "fan-out deliveries/s"),
+            ("bytes_per_idle", "server RSS per idle connection, bytes"),
+        ):
+            a, b = figures["sse"][key], figures["ws"][key]
+            out.append(f"| {label} | {a:,.0f} | {b:,.0f} | {_fmt(_ratio(a, b), 2)} |")
+        out.append("")
+    return out
 
 
 def _notes(results: dict[str, Any]) -> list[str]:

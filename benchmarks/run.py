@@ -44,6 +44,7 @@ from benchmarks.servers import (
     cpu_plan,
     start_servers,
 )
+from benchmarks.standalone import STANDALONE_SCENARIOS, run_standalone
 
 __all__ = ["FULL", "QUICK", "SMOKE", "Sizes", "main", "override_sizes", "run_suite"]
 
@@ -51,6 +52,7 @@ SYSTEMS = ("achannels", "channels", "raw")
 SERVERS = ("uvicorn", "hypercorn", "granian")
 SCENARIOS = (
     "memory", "echo", "connrate", "fanout", "scale", "cluster", "rooms", "layers",
+    *STANDALONE_SCENARIOS,
 )  # fmt: skip
 #: Scenarios on several server processes sharing Redis (not per server).
 CLUSTER_SCENARIOS = ("cluster", "rooms")
@@ -109,6 +111,13 @@ class Sizes:
     rooms_steps: int = 8
     rooms_p99_ms: float = 100.0
     setup_timeout: float = 300.0
+    # The standalone benchmarks (benchmarks/standalone.py); 0: skipped.
+    presence_entries: int = 10_000
+    publisher_seconds: float = 2.0
+    publisher_rounds: int = 3
+    sse_clients: int = 1000
+    sse_messages: int = 20
+    sse_rounds: int = 9
 
 
 # Many short slices rather than a few long ones: on a shared machine the
@@ -151,6 +160,10 @@ QUICK = Sizes(
     rooms_duration=0.4,
     rooms_steps=2,
     setup_timeout=120.0,
+    # Tens of seconds each even when tiny (servers, a private redis-server).
+    presence_entries=0,
+    publisher_rounds=0,
+    sse_clients=0,
 )
 SMOKE = Sizes(
     name="smoke",
@@ -183,6 +196,9 @@ SMOKE = Sizes(
     rooms_start_rate=50.0,
     rooms_steps=2,
     setup_timeout=60.0,
+    presence_entries=0,
+    publisher_rounds=0,
+    sse_clients=0,
 )
 
 
@@ -945,6 +961,20 @@ async def run_suite(
                 notes.append(f"Redis layers skipped: {redis_note}.")
             log("layers:")
             cells += await run_layer_scenarios(systems, sizes, server_cores, redis_note)
+        standalone = [s for s in scenarios if s in STANDALONE_SCENARIOS]
+        if standalone:
+            log("standalone benchmarks:")
+            found, missing = await run_standalone(
+                standalone, sizes, systems, server_cores,
+                redis_available(), redis_url(),
+            )  # fmt: skip
+            notes += missing
+            for piece in found:
+                cell = Cell(**piece)
+                cells.append(cell)
+                status = f"error: {cell.error}" if cell.error else "done"
+                log(f"  {cell.scenario:9} {cell.where:13} {_params(cell.params):22} "
+                    f"{cell.system:9} {status}")  # fmt: skip
         machine["load_average_after"] = os.getloadavg()
     return {
         "sizes": asdict(sizes),
