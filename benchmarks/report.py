@@ -540,10 +540,15 @@ def markdown(results: dict[str, Any], notes: bool = True) -> str:
                     ):
                         if target.metric == "p99":
                             p99 = compare_p99(ours, cells.get(baseline))
+                            why = (
+                                f"{NAMES[baseline]}'s p99 broadcast was lost"
+                                if p99 == 0.0
+                                else f"p99 ratio {_fmt(p99, 2)}"
+                            )
                             verdicts.append(
                                 f"{target.label()} vs {NAMES[baseline]} "
                                 f"{_mark(None if p99 is None else target.met(p99))}"
-                                f" (p99 ratio {_fmt(p99, 2)})"
+                                f" ({why})"
                             )
                             continue
                         marks = _mark(target.met(ratio))
