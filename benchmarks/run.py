@@ -930,7 +930,11 @@ async def run_suite(
         machine = report.machine_info(server_cores, client_cores)
         cells: list[Cell] = []
         server_scenarios = [
-            s for s in scenarios if s != "layers" and s not in CLUSTER_SCENARIOS
+            s
+            for s in scenarios
+            if s != "layers"
+            and s not in CLUSTER_SCENARIOS
+            and s not in STANDALONE_SCENARIOS
         ]
         if server_scenarios:
             for server in servers:
