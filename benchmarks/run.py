@@ -1027,6 +1027,15 @@ def _scenario_notes(
             "the Redis server, shared with the machine's other users, is not "
             "pinned."
         )
+        if "redis" in sizes.cluster_layers:
+            notes.append(
+                "Multi-process scenarios: Channels' core layer (channels_redis "
+                "4.3) runs with redis-py 5's connection defaults (no read or "
+                "connect timeout, no pool bound; `CHANNELS_REDIS_HOST` in "
+                "benchmarks/apps/consumers.py): on redis-py 8's, its idle "
+                "receiver times out in the middle of its 5 s BZPOPMIN and the "
+                "consumer dies, and mass disconnects fail their group_discard."
+            )
     return notes
 
 
