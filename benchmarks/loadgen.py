@@ -544,6 +544,7 @@ class CrossFanout(_Connected):
         reached = sorted(self.counts.values())
         lost += self.give_up()
         result.update(
+            timeout=self.timeout,
             reached=reached,
             closed=sum(not c.is_open for c in self.clients),
             publisher_open=self.clients[0].is_open,

@@ -239,6 +239,12 @@ def compare_p99(
     return _ratio(mine, theirs)
 
 
+def _lost(cell: dict[str, Any]) -> str:
+    """How late a lost broadcast is: later than the load generator waited."""
+    waits = [s["timeout"] for s in cell["slices"] if s.get("timeout")]
+    return f"> {max(waits) * 1000:,.0f}" if waits else "lost"
+
+
 def p99_counting_lost(cell: dict[str, Any]) -> float | None:
     """The p99 (ms) of the time to the last member over every broadcast
     published, the lost ones (never complete within the timeout) as
@@ -541,7 +547,9 @@ def markdown(results: dict[str, Any], notes: bool = True) -> str:
                         if target.metric == "p99":
                             p99 = compare_p99(ours, cells.get(baseline))
                             why = (
-                                f"{NAMES[baseline]}'s p99 broadcast was lost"
+                                f"{NAMES[baseline]}'s p99 "
+                                f"{_lost(cells[baseline])} ms: broadcasts not "
+                                "complete within the wait"
                                 if p99 == 0.0
                                 else f"p99 ratio {_fmt(p99, 2)}"
                             )
@@ -672,7 +680,7 @@ def _detail(
         columns = [
             "p50 to last, ms",
             "p99 to last, ms",
-            "p99 counting lost, ms",
+            "p99 with lost ones, ms",
             "broadcasts",
             "lost",
             "most members a lost one reached",
@@ -714,7 +722,7 @@ def _detail(
                 values = [
                     _fmt(p50, 1),
                     _fmt(p99, 1),
-                    "lost" if every and math.isinf(every) else _fmt(every, 1),
+                    _lost(cell) if every and math.isinf(every) else _fmt(every, 1),
                     f"{sum(s.get('messages', 0) for s in cell['slices']):,}",
                     f"{sum(s.get('lost', 0) for s in cell['slices']):,}",
                     f"{max(reached):,} of {_members(cell):,}" if reached else "-",
