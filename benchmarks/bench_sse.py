@@ -288,9 +288,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--json", action="store_true", help="print JSON (run.py)")
     args = parser.parse_args()
     raise_fd_limit()
     results = asyncio.run(main_async(args))
+    if args.json:
+        print(json.dumps(results))
+        return
     sse, ws = results["sse"], results["ws"]
     print(
         f"{args.server}, {args.clients} clients, "

@@ -539,8 +539,15 @@ class CrossFanout(_Connected):
         while self.counts and perf() < deadline:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.completed.get(), deadline - perf())
+        # How far each lost frame got: a member that never gets anything
+        # (its consumer died) and a slow layer look different here.
+        reached = sorted(self.counts.values())
         lost += self.give_up()
         result.update(
+            timeout=self.timeout,
+            reached=reached,
+            closed=sum(not c.is_open for c in self.clients),
+            publisher_open=self.clients[0].is_open,
             count=delivered,
             errors=0,
             messages=len(self.latencies),
@@ -733,7 +740,14 @@ async def setup(job: Job) -> Scenario:
         scenario = ManyRooms(job)
     else:
         raise ValueError(f"unknown load job {op!r}")
-    await scenario.open()
+    try:
+        await scenario.open()
+    except BaseException:
+        # A job that never became ready is never closed by the runner: its
+        # connections would stay open (room members the next job's
+        # broadcasts must reach too) until the worker exits.
+        await close_clients(getattr(scenario, "clients", []))
+        raise
     return scenario
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import math
 import os
 import platform
 import statistics
@@ -225,10 +226,40 @@ def compare(
 def compare_p99(
     ours: dict[str, Any] | None, base: dict[str, Any] | None
 ) -> float | None:
-    """``ours``' p99 latency over ``base``'s (all slices pooled)."""
+    """``ours``' p99 latency over ``base``'s (all slices pooled), a broadcast
+    that never reached every member counting as infinitely late: 0 when only
+    ``base``'s p99 is a lost one, None when ours is."""
     if ours is None or base is None or ours.get("error") or base.get("error"):
         return None
-    return _ratio(latency_ms(ours, 0.99), latency_ms(base, 0.99))
+    mine, theirs = p99_counting_lost(ours), p99_counting_lost(base)
+    if mine is None or theirs is None or math.isinf(mine):
+        return None
+    if math.isinf(theirs):
+        return 0.0
+    return _ratio(mine, theirs)
+
+
+def _lost(cell: dict[str, Any]) -> str:
+    """How late a lost broadcast is: later than the load generator waited."""
+    waits = [s["timeout"] for s in cell["slices"] if s.get("timeout")]
+    return f"> {max(waits) * 1000:,.0f}" if waits else "lost"
+
+
+def p99_counting_lost(cell: dict[str, Any]) -> float | None:
+    """The p99 (ms) of the time to the last member over every broadcast
+    published, the lost ones (never complete within the timeout) as
+    infinitely late; None without broadcasts."""
+    stored = cell.get("latency_ms")
+    if stored is not None and "p99_all" in stored:
+        value = stored["p99_all"]
+        return math.inf if value is None else float(value)
+    pooled = sorted(v for s in cell["slices"] for v in s.get("latencies_us", []))
+    lost = sum(s.get("lost", 0) for s in cell["slices"])
+    total = len(pooled) + lost
+    if not total:
+        return None
+    index = min(total - 1, round(0.99 * (total - 1)))
+    return math.inf if index >= len(pooled) else pooled[index] / 1000.0
 
 
 def _percentile(values: list[int], q: float) -> float | None:
@@ -267,6 +298,11 @@ def compact(results: dict[str, Any]) -> dict[str, Any]:
                 name: latency_ms(cell, quantile)
                 for name, quantile in LATENCY_QUANTILES.items()
             }
+            if cell["scenario"].startswith("xfanout."):
+                p99 = p99_counting_lost(cell)
+                cell["latency_ms"]["p99_all"] = (
+                    None if p99 is None or math.isinf(p99) else p99
+                )
             cell["slices"] = [
                 {k: v for k, v in s.items() if k != "latencies_us"}
                 for s in cell["slices"]
@@ -510,10 +546,17 @@ def markdown(results: dict[str, Any], notes: bool = True) -> str:
                     ):
                         if target.metric == "p99":
                             p99 = compare_p99(ours, cells.get(baseline))
+                            why = (
+                                f"{NAMES[baseline]}'s p99 "
+                                f"{_lost(cells[baseline])} ms: broadcasts not "
+                                "complete within the wait"
+                                if p99 == 0.0
+                                else f"p99 ratio {_fmt(p99, 2)}"
+                            )
                             verdicts.append(
                                 f"{target.label()} vs {NAMES[baseline]} "
                                 f"{_mark(None if p99 is None else target.met(p99))}"
-                                f" (p99 ratio {_fmt(p99, 2)})"
+                                f" ({why})"
                             )
                             continue
                         marks = _mark(target.met(ratio))
@@ -526,9 +569,68 @@ def markdown(results: dict[str, Any], notes: bool = True) -> str:
             out.append("| " + " | ".join(row) + " |")
         out.append("")
         out += _detail(scenario, keys, grouped, present)
+    out += standalone_markdown(results["cells"])
     if notes:
         out += _notes(results)
     return "\n".join(out).rstrip() + "\n"
+
+
+# -- the standalone benchmarks (benchmarks/standalone.py) ----------------------
+
+
+def standalone_markdown(cells: list[dict[str, Any]]) -> list[str]:
+    """Presence, sync publishing and SSE, each in its owner's table."""
+    from benchmarks import bench_presence, bench_publisher
+    from benchmarks.standalone import PUBLISHER_SYSTEMS
+
+    out: list[str] = []
+    mine = {
+        name: [c for c in cells if c["scenario"] == name]
+        for name in ("presence", "publisher", "sse")
+    }
+    for name, found in mine.items():
+        for cell in found:
+            if cell.get("error"):
+                out += [f"{name}: error: {cell['error']}", ""]
+    presence = [c for c in mine["presence"] if c["slices"]]
+    if presence:
+        entries = int(presence[0]["params"]["entries"])
+        results = {c["where"]: c["slices"][0] for c in presence}
+        out += ["### Presence", "", "Absolute figures (Channels has no presence)."]
+        out += ["", bench_presence.table(results, entries), ""]
+    publisher = [c for c in mine["publisher"] if c["slices"]]
+    if publisher:
+        names = {v: k for k, v in PUBLISHER_SYSTEMS.items()}
+        rows = [
+            {
+                "system": names[c["system"], c["params"]["call"]],
+                "threads": c["params"]["threads"],
+                **c["slices"][0],
+            }
+            for c in publisher
+        ]
+        out += ["### Publishing from sync code", "", bench_publisher.table(rows), ""]
+    sse = [c for c in mine["sse"] if c["slices"]]
+    for cell in sse:
+        figures = cell["slices"][0]
+        params = cell["params"]
+        out += [
+            "### Server-Sent Events against WebSockets",
+            "",
+            f"achannels on {cell['where']}, one group of {params['clients']:,} "
+            f"streams or sockets, {params['messages']} group messages per round.",
+            "",
+            "| figure | SSE | WebSocket | SSE / WebSocket |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for key, label in (
+            ("deliveries_per_s", "fan-out deliveries/s"),
+            ("bytes_per_idle", "server RSS per idle connection, bytes"),
+        ):
+            a, b = figures["sse"][key], figures["ws"][key]
+            out.append(f"| {label} | {a:,.0f} | {b:,.0f} | {_fmt(_ratio(a, b), 2)} |")
+        out.append("")
+    return out
 
 
 def _notes(results: dict[str, Any]) -> list[str]:
@@ -575,7 +677,14 @@ def _detail(
     elif scenario == "fanout":
         columns = ["time to last, ms", "p50 delivery, ms", "p99 delivery, ms"]
     elif scenario.startswith("xfanout."):
-        columns = ["p50 to last, ms", "p99 to last, ms", "broadcasts", "lost"]
+        columns = [
+            "p50 to last, ms",
+            "p99 to last, ms",
+            "p99 with lost ones, ms",
+            "broadcasts",
+            "lost",
+            "most members a lost one reached",
+        ]
     else:
         columns = ["p50, ms", "p99, ms"]
     if not layer:
@@ -608,11 +717,15 @@ def _detail(
             elif scenario == "fanout":
                 values = [_fmt(time_to_last_ms(cell), 1), _fmt(p50, 1), _fmt(p99, 1)]
             elif scenario.startswith("xfanout."):
+                every = p99_counting_lost(cell)
+                reached = [r for s in cell["slices"] for r in s.get("reached", [])]
                 values = [
                     _fmt(p50, 1),
                     _fmt(p99, 1),
+                    _lost(cell) if every and math.isinf(every) else _fmt(every, 1),
                     f"{sum(s.get('messages', 0) for s in cell['slices']):,}",
                     f"{sum(s.get('lost', 0) for s in cell['slices']):,}",
+                    f"{max(reached):,} of {_members(cell):,}" if reached else "-",
                 ]
             else:
                 values = [_fmt(p50, 2), _fmt(p99, 2)]

@@ -44,13 +44,15 @@ from benchmarks.servers import (
     cpu_plan,
     start_servers,
 )
+from benchmarks.standalone import STANDALONE_SCENARIOS, run_standalone
 
-__all__ = ["FULL", "QUICK", "SMOKE", "Sizes", "main", "run_suite"]
+__all__ = ["FULL", "QUICK", "SMOKE", "Sizes", "main", "override_sizes", "run_suite"]
 
 SYSTEMS = ("achannels", "channels", "raw")
 SERVERS = ("uvicorn", "hypercorn", "granian")
 SCENARIOS = (
     "memory", "echo", "connrate", "fanout", "scale", "cluster", "rooms", "layers",
+    *STANDALONE_SCENARIOS,
 )  # fmt: skip
 #: Scenarios on several server processes sharing Redis (not per server).
 CLUSTER_SCENARIOS = ("cluster", "rooms")
@@ -109,6 +111,13 @@ class Sizes:
     rooms_steps: int = 8
     rooms_p99_ms: float = 100.0
     setup_timeout: float = 300.0
+    # The standalone benchmarks (benchmarks/standalone.py); 0: skipped.
+    presence_entries: int = 10_000
+    publisher_seconds: float = 2.0
+    publisher_rounds: int = 3
+    sse_clients: int = 1000
+    sse_messages: int = 20
+    sse_rounds: int = 9
 
 
 # Many short slices rather than a few long ones: on a shared machine the
@@ -151,6 +160,10 @@ QUICK = Sizes(
     rooms_duration=0.4,
     rooms_steps=2,
     setup_timeout=120.0,
+    # Tens of seconds each even when tiny (servers, a private redis-server).
+    presence_entries=0,
+    publisher_rounds=0,
+    sse_clients=0,
 )
 SMOKE = Sizes(
     name="smoke",
@@ -183,6 +196,9 @@ SMOKE = Sizes(
     rooms_start_rate=50.0,
     rooms_steps=2,
     setup_timeout=60.0,
+    presence_entries=0,
+    publisher_rounds=0,
+    sse_clients=0,
 )
 
 
@@ -625,6 +641,11 @@ async def run_cluster_scenarios(
                 s: ServerGroup([srv for srv in running if srv.system == s])
                 for s in present
             }
+            # Every system's processes share the server core: a slice waits
+            # until all of them are idle (another system still working off
+            # its backlog would slow this one down), not only its own.
+            everyone = ServerGroup(list(running))
+            idle = {s: everyone for s in present}
             try:
                 for worker in workers.values():
                     await worker.start()
@@ -658,12 +679,12 @@ async def run_cluster_scenarios(
                             {**size, "rate": sizes.xfanout_rate} if mode == "rate"
                             else size,
                             {s: {**job, **common[s]} for s in present},
-                            workers, groups, slices,
+                            workers, idle, slices,
                             sizes.xfanout_rate_duration * 10 + 120,
                         )  # fmt: skip
                 if "rooms" in scenarios:
                     cells += await sweep_rooms(
-                        layer, present, workers, groups, common, sizes
+                        layer, present, workers, idle, common, sizes
                     )
                 for group in groups.values():
                     group.check_alive()
@@ -909,7 +930,11 @@ async def run_suite(
         machine = report.machine_info(server_cores, client_cores)
         cells: list[Cell] = []
         server_scenarios = [
-            s for s in scenarios if s != "layers" and s not in CLUSTER_SCENARIOS
+            s
+            for s in scenarios
+            if s != "layers"
+            and s not in CLUSTER_SCENARIOS
+            and s not in STANDALONE_SCENARIOS
         ]
         if server_scenarios:
             for server in servers:
@@ -940,6 +965,20 @@ async def run_suite(
                 notes.append(f"Redis layers skipped: {redis_note}.")
             log("layers:")
             cells += await run_layer_scenarios(systems, sizes, server_cores, redis_note)
+        standalone = [s for s in scenarios if s in STANDALONE_SCENARIOS]
+        if standalone:
+            log("standalone benchmarks:")
+            found, missing = await run_standalone(
+                standalone, sizes, systems, server_cores,
+                redis_available(), redis_url(),
+            )  # fmt: skip
+            notes += missing
+            for piece in found:
+                cell = Cell(**piece)
+                cells.append(cell)
+                status = f"error: {cell.error}" if cell.error else "done"
+                log(f"  {cell.scenario:9} {cell.where:13} {_params(cell.params):22} "
+                    f"{cell.system:9} {status}")  # fmt: skip
         machine["load_average_after"] = os.getloadavg()
     return {
         "sizes": asdict(sizes),
@@ -988,6 +1027,15 @@ def _scenario_notes(
             "the Redis server, shared with the machine's other users, is not "
             "pinned."
         )
+        if "redis" in sizes.cluster_layers:
+            notes.append(
+                "Multi-process scenarios: Channels' core layer (channels_redis "
+                "4.3) runs with redis-py 5's connection defaults (no read or "
+                "connect timeout, no pool bound; `CHANNELS_REDIS_HOST` in "
+                "benchmarks/apps/consumers.py): on redis-py 8's, its idle "
+                "receiver times out in the middle of its 5 s BZPOPMIN and the "
+                "consumer dies, and mass disconnects fail their group_discard."
+            )
     return notes
 
 
@@ -1008,6 +1056,26 @@ def _pinned(cores: set[int]) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
+def override_sizes(sizes: Sizes, settings: Sequence[str]) -> Sizes:
+    """``sizes`` with each ``FIELD=VALUE`` of ``settings`` applied, the value
+    parsed as the field's default is typed (a tuple from comma-separated
+    items); ``SystemExit`` for an unknown field."""
+    changes: dict[str, Any] = {}
+    for setting in settings:
+        name, _, text = setting.partition("=")
+        if name not in Sizes.__dataclass_fields__ or name == "name":
+            raise SystemExit(f"--size {setting}: no such size field {name!r}")
+        current = getattr(sizes, name)
+        if isinstance(current, tuple):
+            item = type(current[0]) if current else str
+            changes[name] = tuple(item(v) for v in text.split(",") if v)
+        elif isinstance(current, bool):
+            changes[name] = text.lower() in ("1", "true", "yes")
+        else:
+            changes[name] = type(current)(text)
+    return replace(sizes, **changes)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run", description=__doc__.splitlines()[0]
@@ -1021,6 +1089,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--epochs", type=int, help="fresh sets of server processes per server"
+    )
+    parser.add_argument(
+        "--size",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override one field of the mode's Sizes (repeatable), e.g. "
+        "--size xfanout_clients=500 --size cluster_layers=redis",
     )
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--servers", default=",".join(SERVERS))
@@ -1053,6 +1129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             connrate_duration=args.duration,
             layer_duration=args.duration,
         )
+    sizes = override_sizes(sizes, args.size)
     out = args.out
     if out is None and not args.smoke:
         out = REPO_ROOT / "benchmarks" / "results" / sizes.name

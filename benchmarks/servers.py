@@ -22,6 +22,7 @@ __all__ = [
     "AB_SOURCE_ENV",
     "AB_SYSTEM",
     "APPS",
+    "LOG_DIR_ENV",
     "MALLOC_ENV",
     "RAW_REDIS_APP",
     "SERVERS",
@@ -140,6 +141,22 @@ def app_for(system: str, layer: str = "memory") -> str:
     return APPS.get(system, APPS["achannels"])
 
 
+#: A directory to keep the servers' output in (for a post-mortem); by
+#: default it goes to a temporary directory, removed after the run.
+LOG_DIR_ENV = "ACHANNELS_BENCH_SERVER_LOGS"
+
+
+@contextlib.contextmanager
+def _log_dir() -> Iterator[str]:
+    keep = os.environ.get(LOG_DIR_ENV)
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        yield tempfile.mkdtemp(prefix="servers-", dir=keep)
+        return
+    with tempfile.TemporaryDirectory(prefix="achannels-bench-") as tmp:
+        yield tmp
+
+
 @contextlib.contextmanager
 def start_servers(
     pairs: Sequence[tuple[str, str]],
@@ -154,7 +171,7 @@ def start_servers(
     each on its own port, sharing ``layer`` (configured by the environment
     ``layer_env[system]``)."""
     running: list[RunningServer] = []
-    with tempfile.TemporaryDirectory(prefix="achannels-bench-") as tmp:
+    with _log_dir() as tmp:
         try:
             for (system, server), n in (
                 (pair, n) for pair in pairs for n in range(processes)

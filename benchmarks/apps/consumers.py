@@ -48,11 +48,31 @@ def layer_from_env() -> str:
     return os.environ.get(LAYER_ENV, "memory")
 
 
+#: channels_redis 4.3's core layer on redis-py 8, which changed defaults it
+#: relies on: every read now times out after 5 s (``socket_timeout``),
+#: exactly the 5 s its receive blocks in ``BZPOPMIN`` (``brpop_timeout``), so
+#: on an idle process the receiving consumer dies with "Timeout reading from
+#: ..." (often the first to connect: a room's publisher); a pool holds at most
+#: 100 connections (``max_connections``), so a thousand clients leaving at
+#: once fail their ``group_discard`` with "Too many connections" and stay in
+#: the group; and connecting times out after 5 s, which those thousand
+#: connections opened at once take on a busy core. The redis-py 5 defaults
+#: it was written for (no timeouts, no bound) restore it.
+CHANNELS_REDIS_HOST = {
+    "socket_timeout": None,
+    "socket_connect_timeout": None,
+    "max_connections": 2**31 - 1,
+}
+
+
 def _layers(framework: str, layer: str) -> dict[str, Any]:
     backend: dict[str, Any] = {"BACKEND": _BACKENDS[framework, layer]}
     if layer != "memory":
+        host: Any = os.environ.get(REDIS_ENV, "redis://127.0.0.1:6379/0")
+        if framework == "channels" and layer == "redis":
+            host = {"address": host, **CHANNELS_REDIS_HOST}
         backend["CONFIG"] = {
-            "hosts": [os.environ.get(REDIS_ENV, "redis://127.0.0.1:6379/0")],
+            "hosts": [host],
             "prefix": os.environ.get(PREFIX_ENV, "asgi"),
         }
     return {"default": backend}
