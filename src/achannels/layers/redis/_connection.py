@@ -25,7 +25,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._hosts import HostSpec, cluster_seeds, create_pool, describe_host
 
-__all__ = ["CONNECTION_ERRORS", "Backoff", "Lane", "pack_command", "unreachable"]
+__all__ = [
+    "CONNECTION_ERRORS",
+    "Backoff",
+    "Lane",
+    "pack_command",
+    "read_reply",
+    "unreachable",
+]
 
 logger = logging.getLogger("achannels.layers.redis")
 
@@ -38,6 +45,10 @@ CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 # a second while Redis is down instead of hanging.
 _ATTEMPTS = 4
 _MAX_IDLE = 32
+# Commands in flight at once per lane (each on its own connection); more
+# wait for one to finish. Without a bound, a thousand clients leaving at once
+# open a thousand connections, whose connects then time out.
+_MAX_IN_FLIGHT = 64
 
 
 def pack_command(*args: Any) -> bytes:
@@ -100,6 +111,7 @@ class Lane:
         self.timeout: float | None = timeout
         self._idle: list[AbstractConnection] = []
         self._busy: set[AbstractConnection] = set()
+        self._in_flight = asyncio.Semaphore(_MAX_IN_FLIGHT)
         self._closed = False
 
     def new_connection(self) -> AbstractConnection:
@@ -177,29 +189,30 @@ class Lane:
         :class:`redis.exceptions.ResponseError`.
         """
         backoff = Backoff(base=0.05, cap=0.5)
-        while True:
-            connection = self._checkout()
-            try:
-                if not connection.is_connected:
-                    await self.connect(connection)
-                await connection.send_packed_command(
-                    pack_command(*args), check_health=False
-                )
-                reply = await connection.read_response(timeout=self.timeout)
-            except ResponseError:
-                # An error reply is a whole reply: the connection is fine.
+        async with self._in_flight:
+            while True:
+                connection = self._checkout()
+                try:
+                    if not connection.is_connected:
+                        await self.connect(connection)
+                    await connection.send_packed_command(
+                        pack_command(*args), check_health=False
+                    )
+                    reply = await read_reply(connection, self.timeout)
+                except ResponseError:
+                    # An error reply is a whole reply: the connection is fine.
+                    await self._release(connection)
+                    raise
+                except (RedisConnectionError, OSError) as error:
+                    await self._retry_after(connection, error, backoff, attempts)
+                    continue
+                except BaseException:
+                    # Cancelled or timed out mid-command: a reply may still be on
+                    # the wire, so this connection must not serve another command.
+                    await asyncio.shield(self.discard(connection))
+                    raise
                 await self._release(connection)
-                raise
-            except (RedisConnectionError, OSError) as error:
-                await self._retry_after(connection, error, backoff, attempts)
-                continue
-            except BaseException:
-                # Cancelled or timed out mid-command: a reply may still be on
-                # the wire, so this connection must not serve another command.
-                await asyncio.shield(self.discard(connection))
-                raise
-            await self._release(connection)
-            return reply
+                return reply
 
     async def execute_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Run ``commands`` in one round trip (a pipeline on one connection)
@@ -213,28 +226,27 @@ class Lane:
         """
         packed = b"".join(pack_command(*command) for command in commands)
         backoff = Backoff(base=0.05, cap=0.5)
-        while True:
-            connection = self._checkout()
-            replies: list[Any] = []
-            try:
-                if not connection.is_connected:
-                    await self.connect(connection)
-                await connection.send_packed_command(packed, check_health=False)
-                for _ in commands:
-                    try:
-                        replies.append(
-                            await connection.read_response(timeout=self.timeout)
-                        )
-                    except ResponseError as error:
-                        replies.append(error)
-            except (RedisConnectionError, OSError) as error:
-                await self._retry_after(connection, error, backoff, _ATTEMPTS)
-                continue
-            except BaseException:
-                await asyncio.shield(self.discard(connection))
-                raise
-            await self._release(connection)
-            return replies
+        async with self._in_flight:
+            while True:
+                connection = self._checkout()
+                replies: list[Any] = []
+                try:
+                    if not connection.is_connected:
+                        await self.connect(connection)
+                    await connection.send_packed_command(packed, check_health=False)
+                    for _ in commands:
+                        try:
+                            replies.append(await read_reply(connection, self.timeout))
+                        except ResponseError as error:
+                            replies.append(error)
+                except (RedisConnectionError, OSError) as error:
+                    await self._retry_after(connection, error, backoff, _ATTEMPTS)
+                    continue
+                except BaseException:
+                    await asyncio.shield(self.discard(connection))
+                    raise
+                await self._release(connection)
+                return replies
 
     async def aclose(self) -> None:
         """Close every connection of this lane; later commands fail."""
@@ -249,6 +261,22 @@ class Lane:
         manager = getattr(self._pool, "sentinel_manager", None)
         for sentinel in getattr(manager, "sentinels", ()):
             await sentinel.connection_pool.disconnect()
+
+
+async def read_reply(connection: AbstractConnection, timeout: float | None) -> Any:
+    """Read one reply within ``timeout`` seconds (``None``: no limit).
+
+    A reply later than that disconnects ``connection`` and raises redis'
+    ``TimeoutError``: still on its way, it would otherwise be read as the
+    reply to the connection's next command. (redis-py's own per-read
+    ``timeout=`` returns ``None`` and keeps the connection; its
+    ``socket_timeout``, applied here to this one read only, does not.)
+    """
+    connection.socket_timeout = timeout
+    try:
+        return await connection.read_response()
+    finally:
+        connection.socket_timeout = None
 
 
 async def unreachable(hosts: list[HostSpec]) -> list[str]:

@@ -28,7 +28,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
 
 from ._cluster import CLUSTER_ERRORS, Cluster
-from ._connection import CONNECTION_ERRORS, Backoff, Lane, pack_command
+from ._connection import CONNECTION_ERRORS, Backoff, Lane, pack_command, read_reply
 from ._scripts import RESTORE_INFLIGHT, Executor
 
 __all__ = ["Entry", "Pump"]
@@ -215,7 +215,7 @@ class Pump:
             packed = pack_command("BZPOPMIN", self.key, BLOCK_SECONDS)
         await connection.send_packed_command(packed, check_health=False)
         try:
-            reply = await connection.read_response(timeout=BLOCK_SECONDS + 5)
+            reply = await read_reply(connection, BLOCK_SECONDS + 5)
         except ResponseError as error:
             if self._bzmpop and "unknown command" in str(error).lower():
                 # Redis before 7.0: one message per round trip.

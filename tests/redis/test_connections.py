@@ -1,0 +1,113 @@
+"""A lane's connections: a late reply never answers the next command, and
+a crowd of commands shares a bounded number of connections.
+
+
+redis-py's per-read ``timeout=`` returns ``None`` when it expires and keeps
+the connection, the late reply still on its way: a connection reused after
+that reads each command's reply to the one before (seen in the benchmarks as
+``group_send`` reading a ``ZREM`` count). These tests talk to a fake server
+whose ``SLOW`` command answers late, so no real Redis is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from achannels.layers.redis._connection import _MAX_IN_FLIGHT, Lane
+
+#: The lane's read timeout; ``SLOW`` answers well after it.
+TIMEOUT = 0.2
+LATE = 1.0
+
+
+class FakeRedis:
+    """Counts the connections open at once (``most``)."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.most = 0
+
+
+async def answer(
+    fake: FakeRedis, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Serve RESP2 arrays: ``SLOW`` gets ``+late`` after ``LATE`` seconds,
+    ``BRIEF`` ``+brief`` after a moment, the connection handshake ``+OK``,
+    anything else ``+fast``."""
+    fake.open += 1
+    fake.most = max(fake.most, fake.open)
+    try:
+        while header := await reader.readline():
+            assert header.startswith(b"*"), header
+            words = []
+            for _ in range(int(header[1:])):
+                await reader.readline()  # $<length>
+                words.append((await reader.readline()).rstrip(b"\r\n").upper())
+            if words[0] == b"SLOW":
+                await asyncio.sleep(LATE)
+                writer.write(b"+late\r\n")
+            elif words[0] == b"BRIEF":
+                await asyncio.sleep(0.02)
+                writer.write(b"+brief\r\n")
+            elif words[0] in (b"CLIENT", b"HELLO", b"SELECT"):
+                writer.write(b"+OK\r\n")
+            else:
+                writer.write(b"+fast\r\n")
+            await writer.drain()
+    except (ConnectionError, asyncio.CancelledError):
+        pass  # the client hung up, or the test ended
+    finally:
+        fake.open -= 1
+        writer.close()
+
+
+@pytest.fixture
+def fake() -> FakeRedis:
+    return FakeRedis()
+
+
+@pytest.fixture
+async def lane(fake: FakeRedis) -> AsyncIterator[Lane]:
+    server = await asyncio.start_server(
+        lambda reader, writer: answer(fake, reader, writer), "127.0.0.1", 0
+    )
+    port = server.sockets[0].getsockname()[1]
+    lane = Lane({"address": f"redis://127.0.0.1:{port}", "socket_timeout": TIMEOUT})
+    try:
+        yield lane
+    finally:
+        await lane.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_late_reply_raises_and_does_not_answer_the_next_command(
+    lane: Lane,
+) -> None:
+    with pytest.raises(RedisTimeoutError, match="Timeout reading"):
+        await lane.execute("SLOW")
+    await asyncio.sleep(LATE)  # the late reply has arrived by now
+    assert await lane.execute("PING") == b"fast"
+    assert await lane.execute("PING") == b"fast"
+
+
+async def test_a_late_reply_in_a_pipeline_raises_and_does_not_answer_the_next(
+    lane: Lane,
+) -> None:
+    with pytest.raises(RedisTimeoutError, match="Timeout reading"):
+        await lane.execute_many([("PING",), ("SLOW",), ("PING",)])
+    await asyncio.sleep(LATE)
+    assert await lane.execute_many([("PING",), ("PING",)]) == [b"fast", b"fast"]
+
+
+async def test_a_crowd_of_commands_shares_a_bounded_set_of_connections(
+    lane: Lane, fake: FakeRedis
+) -> None:
+    # A thousand clients leaving a group at once, say.
+    replies = await asyncio.gather(*(lane.execute("BRIEF") for _ in range(1000)))
+    assert replies == [b"brief"] * 1000
+    assert 1 < fake.most <= _MAX_IN_FLIGHT
