@@ -278,3 +278,87 @@ async def test_idle_websocket_consumer_costs_little_more_than_a_bare_app(
     # Measured at about 2 KB on CPython 3.11 (docs/performance.md); a
     # listener task or a layer queue per idle connection would add 3 KB+.
     assert consumer - baseline < 3500, (consumer, baseline)
+
+
+# ---- the per-frame fast paths (a frame on an open socket skips the edge's
+# send wrapper; websocket_receive returns the handler's awaitable) -----------
+
+
+async def _serve_frames(app: Any, frames: list[str], send: Any) -> None:
+    """Drive ``app`` through connect, ``frames`` and a client disconnect."""
+    events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    events.put_nowait({"type": "websocket.connect"})
+    for text in frames:
+        events.put_nowait({"type": "websocket.receive", "text": text})
+    events.put_nowait({"type": "websocket.disconnect", "code": 1000})
+    scope = {"type": "websocket", "path": "/", "headers": [], "subprotocols": []}
+    await asyncio.wait_for(app(scope, events.get, send), TIMEOUT)
+
+
+async def test_a_replaced_base_send_still_sees_every_frame() -> None:
+    seen: list[dict[str, Any]] = []
+
+    class Recording(Echo):
+        async def connect(self) -> None:
+            await self.accept()
+            server_send = self.base_send
+
+            async def recording(message: dict[str, Any]) -> None:
+                seen.append(message)
+                await server_send(message)
+
+            self.base_send = recording
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await _serve_frames(Recording.as_asgi(), ["a", "b"], send)
+    frames = [{"type": "websocket.send", "text": t} for t in ("a", "b")]
+    assert seen == frames
+    assert sent == [{"type": "websocket.accept", "subprotocol": None}, *frames]
+
+
+async def test_a_client_gone_mid_send_ends_quietly_and_drops_later_sends() -> None:
+    disconnected: list[int] = []
+
+    class Twice(AsyncWebsocketConsumer):
+        async def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            await self.send(text_data=text_data)
+            await self.send(text_data=text_data)  # dropped: the client is gone
+
+        async def disconnect(self, code: int) -> None:
+            disconnected.append(code)
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.send":
+            sent.append(message)
+            raise ConnectionResetError("the client went away")
+
+    await _serve_frames(Twice.as_asgi(), ["x"], send)
+    assert sent == [{"type": "websocket.send", "text": "x"}]
+    assert disconnected == [1000]
+
+
+async def test_websocket_receive_overrides_awaiting_super_still_work() -> None:
+    class Wrapped(Echo):
+        max_message_size = 3
+
+        async def websocket_receive(self, message: dict[str, Any]) -> None:
+            await super().websocket_receive(message)
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await _serve_frames(Wrapped.as_asgi(), ["ok", "too long"], send)
+    assert sent[1:] == [
+        {"type": "websocket.send", "text": "ok"},
+        {"type": "websocket.close", "code": 1009},
+    ]

@@ -135,6 +135,12 @@ class WebsocketEdge:
             self.groups = []
         self._connection_state: WebsocketState = _NEW
         self._server_send: Send | None = None
+        # What ``_run`` made ``base_send``: while it still is, a frame on an
+        # open socket may skip ``_tracked_send`` (it changes no state) and go
+        # straight to the server, saving a coroutine per frame. With hundreds
+        # of busy connections the coroutines in flight outlive young garbage
+        # collections, which then run more often and scan more.
+        self._edge_send: Any = None
 
     # The AsyncConsumer.__call__ hook: a plain method returning what is
     # awaited, not a coroutine awaiting it, since an idle connection keeps a
@@ -146,7 +152,15 @@ class WebsocketEdge:
         # A bound method rather than a closure: one small object per
         # connection instead of a function and its cells.
         run = super()._run(receive, self._tracked_send)  # type: ignore[misc]
+        self._edge_send = self.base_send  # type: ignore[attr-defined]
         return self._guarded(run)
+
+    def _send_failed(self) -> None:
+        # The client vanished mid-send (uvicorn raises ClientDisconnected,
+        # an OSError). Its websocket.disconnect is on its way; end quietly
+        # rather than crash the handler.
+        if self._connection_state is not _DISCONNECTED:
+            self._connection_state = _CLOSED
 
     def _handshake_started(self) -> None:
         """Record that ``websocket_connect`` runs: disconnect handling is owed."""
@@ -171,11 +185,7 @@ class WebsocketEdge:
         try:
             await send(message)
         except OSError:
-            # The client vanished mid-send (uvicorn raises
-            # ClientDisconnected, an OSError). Its websocket.disconnect
-            # is on its way; end quietly rather than crash the handler.
-            if self._connection_state is not _DISCONNECTED:
-                self._connection_state = _CLOSED
+            self._send_failed()
 
     async def _guarded(self, run: Awaitable[None]) -> None:
         """Await the dispatch loop (``run``) with the edge guarantees."""
