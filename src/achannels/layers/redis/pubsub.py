@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from ..._dispatch import RunHere
 from ..._types import Message
 from .._base import BaseChannelLayer
 from .._warnings import RateLimitedWarning
@@ -366,12 +367,18 @@ class _Listener:
     and not a throwaway one) is checked on the first call only; on Python
     < 3.12 reading the running loop is a system call per message."""
 
-    __slots__ = ("_channel", "_layer", "_loop")
+    __slots__ = ("_channel", "_here", "_layer", "_loop")
 
     def __init__(self, layer: RedisPubSubChannelLayer, channel: str) -> None:
         self._layer = layer
         self._channel = channel
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._here: RunHere | None = None
+
+    def run_here(self, run: RunHere | None) -> None:
+        """Let ``run`` start the handling of messages arriving while this
+        listener waits, in the subscription's reader (see ``_dispatch``)."""
+        self._here = run
 
     async def __call__(self) -> Message:
         layer, channel, loop = self._layer, self._channel, self._loop
@@ -385,7 +392,7 @@ class _Listener:
         if channel not in state.channels:
             await layer._subscribe_channel(state, channel)
         try:
-            return await state.local.receive(channel, _nothing, loop)
+            return await state.local.receive(channel, _nothing, loop, self._here)
         except asyncio.CancelledError:
             layer._stop_receiving(state, channel)
             raise
