@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import contextvars
 import sys
+import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Protocol
@@ -262,6 +263,9 @@ class InOrderDispatcher:
         if not turn.take_nowait():
             return False
         coroutine = self._dispatch(message)
+        if coroutine.__class__ is not types.CoroutineType:
+            # A dispatch() override returning some other awaitable.
+            coroutine = _awaiting(coroutine)
         loop = pump.get_loop()
         current = asyncio.current_task(loop)
         if current is not None:
@@ -317,6 +321,10 @@ class InOrderDispatcher:
                 await asyncio.sleep(0)
                 # No handler outlives its consumer.
                 await pumps.aclose()
+
+
+async def _awaiting(awaitable: Awaitable[None]) -> None:
+    await awaitable
 
 
 # What a task's step does around running its coroutine: mark the task as

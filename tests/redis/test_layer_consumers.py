@@ -1,7 +1,8 @@
-"""Consumers on the pub/sub layer: a group message starts its handler in the
-subscription's reader when the consumer is idle (``_dispatch``'s run-here
-path); what a consumer observes must be what it observes on the in-memory
-layer, which always wakes the consumer's own listener task."""
+"""Consumers on the Redis layers: a group message starts its handler in the
+pub/sub layer's subscription reader, or the core layer's pump, when the
+consumer is idle (``_dispatch``'s run-here path); what a consumer observes
+must be what it observes on the in-memory layer, which always wakes the
+consumer's own listener task."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 
 from achannels.generic.websocket import AsyncWebsocketConsumer
 from achannels.layers import InMemoryChannelLayer, channel_layers
-from achannels.layers.redis import RedisPubSubChannelLayer
+from achannels.layers.redis import RedisChannelLayer, RedisPubSubChannelLayer
 from achannels.testing import WebsocketCommunicator
 from tests.support.redis import require_redis, unique_prefix
 
@@ -71,10 +72,12 @@ class Member(AsyncWebsocketConsumer):
         raise ValueError("handler failed")
 
 
-@pytest.fixture(params=["memory", "redis-pubsub"])
+@pytest.fixture(params=["memory", "redis", "redis-pubsub"])
 async def layer(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     if request.param == "memory":
         layer: Any = InMemoryChannelLayer()
+    elif request.param == "redis":
+        layer = RedisChannelLayer(hosts=[require_redis()], prefix=unique_prefix())
     else:
         layer = RedisPubSubChannelLayer(hosts=[require_redis()], prefix=unique_prefix())
     previous = channel_layers.set("default", layer)
