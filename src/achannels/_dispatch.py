@@ -19,6 +19,17 @@ at a time per consumer (the loop waits for a slot, which is the
 backpressure), cancelled when the consumer ends; the first error one of them
 raises ends the consumer as if the loop had raised it.
 
+A source may also run its messages in the task that produces them
+(``RunsHere``): the Redis pub/sub layer's reader hands one group message to
+thousands of consumers, and waking each consumer's pump task for it costs
+more than the handler. When the pump is idle (waiting on its source, the
+turn free), ``run_here(message)`` runs the handler's first step at once, in
+the pump's context and as the pump's task (``asyncio.current_task()``,
+timeouts and cancel scopes see the pump); a handler that finishes there
+never wakes the pump. One that blocks is handed to the pump as a
+``Resume``, which the pump awaits in order, still holding the turn, so
+order, the one-handler-at-a-time rule and cancellation are as before.
+
 The client's disconnect must get through a full pool: the handlers in the
 slots may run until cancelled, and only the consumer's end cancels them. So
 while a ``start()`` waits for a slot, the client is read one message ahead
@@ -32,18 +43,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import sys
+import types
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any, Protocol
 
 from ._tasks import OwnedTasks
 from ._types import Message
 
-__all__ = ["ClientReceive", "HandlerPool", "InOrderDispatcher", "Turn"]
+__all__ = [
+    "ClientReceive",
+    "HandlerPool",
+    "InOrderDispatcher",
+    "Resume",
+    "RunHere",
+    "RunsHere",
+    "Turn",
+]
 
 Source = Callable[[], Awaitable[Message]]
-Dispatch = Callable[[Message], Awaitable[None]]
+Dispatch = Callable[[Message], Coroutine[Any, Any, None]]
+#: Runs a message's handler in the caller's task: ``True`` when it finished
+#: (or was dropped), ``False`` when the consumer is busy (deliver the message
+#: as usual), or the ``Resume`` to hand the consumer's waiting source.
+RunHere = Callable[[Message], "bool | Resume"]
+
+# Needs Task(context=...), Python 3.11.
+_RUN_HERE = sys.version_info >= (3, 11)
 
 # ASGI events by which the server says the client has gone.
 _CLIENT_GONE = frozenset({"websocket.disconnect", "http.disconnect"})
@@ -101,6 +129,71 @@ class Turn:
         self._busy = False
 
 
+class RunsHere(Protocol):
+    """A source that can run its messages where they arrive."""
+
+    def __call__(self) -> Awaitable[Message]: ...
+
+    def run_here(self, run: RunHere | None) -> None:
+        """Use ``run`` for each message while this source is awaited (None:
+        stop)."""
+
+
+class Resume:
+    """A handler that started in another task and blocked (or failed
+    there): awaiting this in the pump finishes it. ``turn`` is held until
+    then."""
+
+    __slots__ = ("_coroutine", "_error", "_turn", "_yielded")
+
+    def __init__(
+        self,
+        turn: Turn,
+        coroutine: Coroutine[Any, Any, None] | None,
+        yielded: Any = None,
+        error: BaseException | None = None,
+    ) -> None:
+        self._turn = turn
+        self._coroutine = coroutine
+        self._yielded = yielded
+        self._error = error
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        # The task now awaits what the handler awaited: the same future
+        # (flagged as blocking), so the task waits on it as usual.
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        coroutine = self._coroutine
+        assert coroutine is not None
+        value = self._yielded
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # thrown in by the task: cancellation
+                try:
+                    value = coroutine.throw(exc)
+                except StopIteration:
+                    return
+                continue
+            try:
+                value = coroutine.send(sent)
+            except StopIteration:
+                return
+
+    def abandon(self) -> None:
+        """Cancel the handler and release the turn: the pump was cancelled
+        before it could take this."""
+        coroutine, self._coroutine = self._coroutine, None
+        try:
+            if coroutine is not None:
+                with contextlib.suppress(BaseException):
+                    coroutine.throw(asyncio.CancelledError())
+                coroutine.close()
+        finally:
+            self._turn.give_back()
+
+
 class InOrderDispatcher:
     """Dispatches what the client sends (``run``) and what sources added at
     any time (``add_source``) return, one message at a time."""
@@ -122,21 +215,74 @@ class InOrderDispatcher:
             return
         if self._pumps is None:
             self._pumps = OwnedTasks(self._pump_failed)
-        self._pumps.spawn(self._pump(source))
+        binds = getattr(source, "run_here", None)
+        if binds is None or not _RUN_HERE:
+            self._pumps.spawn(self._pump(source))
+            return
+        # The pump's own context, so a handler started elsewhere runs in it.
+        context = contextvars.copy_context()
+        task = self._pumps.spawn(self._pump(source), context)
+        binds(lambda message: self._run_here(message, task, context))
 
     async def _pump(self, source: Source) -> None:
         turn = self._turn
-        while True:
-            message = await source()
-            if self._closed:
-                continue  # the consumer is gone: drain, see run()
-            if not turn.take_nowait():
-                await turn.take()
-            try:
-                if not self._closed:
-                    await self._dispatch(message)
-            finally:
-                turn.give_back()
+        try:
+            while True:
+                message: Any = await source()  # a Message, or a Resume
+                if message.__class__ is Resume:
+                    try:
+                        await message
+                    finally:
+                        turn.give_back()  # taken by _run_here
+                    continue
+                if self._closed:
+                    continue  # the consumer is gone: drain, see run()
+                if not turn.take_nowait():
+                    await turn.take()
+                try:
+                    if not self._closed:
+                        await self._dispatch(message)
+                finally:
+                    turn.give_back()
+        finally:
+            binds = getattr(source, "run_here", None)
+            if binds is not None:
+                binds(None)
+
+    def _run_here(
+        self,
+        message: Message,
+        pump: asyncio.Task[Any],
+        context: contextvars.Context,
+    ) -> bool | Resume:
+        """Start dispatching ``message`` in the running task on behalf of the
+        idle ``pump`` (see the module docstring)."""
+        if self._closed:
+            return True  # dropped, as the pump drops it
+        turn = self._turn
+        if not turn.take_nowait():
+            return False
+        coroutine = self._dispatch(message)
+        if coroutine.__class__ is not types.CoroutineType:
+            # A dispatch() override returning some other awaitable.
+            coroutine = _awaiting(coroutine)
+        loop = pump.get_loop()
+        current = asyncio.current_task(loop)
+        if current is not None:
+            _leave_task(loop, current)
+        _enter_task(loop, pump)
+        try:
+            yielded = context.run(coroutine.send, None)
+        except StopIteration:
+            turn.give_back()
+            return True
+        except BaseException as error:  # raised in the pump, which it ends
+            return Resume(turn, None, error=error)
+        finally:
+            _leave_task(loop, pump)
+            if current is not None:
+                _enter_task(loop, current)
+        return Resume(turn, coroutine, yielded)
 
     def _pump_failed(self, failure: BaseException) -> None:
         if self._main is not None:
@@ -175,6 +321,16 @@ class InOrderDispatcher:
                 await asyncio.sleep(0)
                 # No handler outlives its consumer.
                 await pumps.aclose()
+
+
+async def _awaiting(awaitable: Awaitable[None]) -> None:
+    await awaitable
+
+
+# What a task's step does around running its coroutine: mark the task as
+# the loop's current one (asyncio.current_task(), timeouts, cancel scopes).
+_enter_task = asyncio.tasks._enter_task
+_leave_task = asyncio.tasks._leave_task
 
 
 def _only_our_cancel() -> bool:

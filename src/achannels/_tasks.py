@@ -12,6 +12,7 @@ around the owner's own work and raises the failure itself, not an
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -37,9 +38,19 @@ class OwnedTasks:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Run ``coroutine`` in a task owned here."""
-        task = asyncio.ensure_future(coroutine)
+    def spawn(
+        self,
+        coroutine: Coroutine[Any, Any, Any],
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Task[Any]:
+        """Run ``coroutine`` in a task owned here (in ``context``, when given:
+        a copy of the current one by default)."""
+        if context is None:
+            task = asyncio.ensure_future(coroutine)
+        else:
+            # context= is Python 3.11's; callers pass one from 3.11 on only.
+            loop = asyncio.get_running_loop()
+            task = loop.create_task(coroutine, context=context)  # type: ignore[call-arg,unused-ignore]
         self._tasks.add(task)
         task.add_done_callback(self._ended)
         return task

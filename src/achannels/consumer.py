@@ -233,12 +233,28 @@ class AsyncConsumer:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
+        source = self._channel_source()
         if running is loop:
-            dispatcher.add_source(self.channel_receive)
+            dispatcher.add_source(source)
         else:
             # Read by a sync handler in its worker thread; the layer keeps
             # whatever arrives before the listener starts.
-            loop.call_soon_threadsafe(dispatcher.add_source, self.channel_receive)
+            loop.call_soon_threadsafe(dispatcher.add_source, source)
+
+    def _channel_source(self) -> Callable[[], Awaitable[Message]]:
+        """What the listener awaits for each message: ``channel_receive``,
+        or the layer's own faster equivalent when it has one (``_listener``)
+        and neither it nor ``channel_receive`` was replaced."""
+        listener = getattr(self.channel_layer, "_listener", None)
+        if listener is not None and (
+            type(self).channel_receive is AsyncConsumer.channel_receive
+        ):
+            source: Callable[[], Awaitable[Message]] | None = listener(
+                self.channel_name
+            )
+            if source is not None:
+                return source
+        return self.channel_receive
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the consumer for one connection until it stops.

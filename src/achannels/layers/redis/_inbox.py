@@ -14,7 +14,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection
+from typing import Any
 
+from ..._dispatch import Resume, RunHere
 from ..._types import Message
 from ...exceptions import ReceiverGone
 from .._copy import is_flat
@@ -33,22 +35,37 @@ class Inbox:
     """Messages for one channel that arrived before anyone asked for them,
     and the receivers waiting for the next one."""
 
-    __slots__ = ("capacity", "entries", "waiters")
+    __slots__ = ("capacity", "entries", "here", "here_waiter", "waiters")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.entries: deque[tuple[float, Message]] = deque()
         self.waiters: deque[asyncio.Future[Message]] = deque()
+        #: The waiter of a consumer's listener that can run a message right
+        #: here (see ``_dispatch``), and how.
+        self.here_waiter: asyncio.Future[Message] | None = None
+        self.here: RunHere | None = None
 
-    def put(self, message: Message, now: float) -> bool:
-        """Hand ``message`` to a waiter or queue it; return ``False`` when the
-        queue was full and its oldest message was dropped to make room."""
+    def put(self, message: Message, now: float, run_here: bool = True) -> bool:
+        """Hand ``message`` to a waiter (or run it here for a listener, when
+        ``run_here``) or queue it; return ``False`` when the queue was full
+        and its oldest message was dropped to make room."""
         waiters = self.waiters
         while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(message)
-                return True
+            waiter = waiters[0]
+            if waiter.done():
+                waiters.popleft()
+                continue
+            if run_here and waiter is self.here_waiter:
+                assert self.here is not None
+                outcome = self.here(message)
+                if outcome is True:
+                    return True  # ran to its end: the listener waits on
+                if outcome is not False:
+                    message = outcome  # type: ignore[assignment]
+            waiters.popleft()
+            waiter.set_result(message)
+            return True
         kept = True
         if len(self.entries) >= self.capacity:
             # The consumer stopped keeping up: dropping the oldest bounds memory,
@@ -162,7 +179,8 @@ class LocalChannels:
         inbox = self._inboxes.get(channel)
         if inbox is None:
             inbox = self._inboxes[channel] = Inbox(self._capacity_of(channel))
-        if not inbox.put(message, time.monotonic()):
+        # Never run here: we are in the cancelled receiver's task.
+        if not inbox.put(message, time.monotonic(), run_here=False):
             self._count_drop(channel)
         elif inbox.entries and inbox.entries[-1][1] is message:
             inbox.entries.rotate(1)
@@ -172,12 +190,15 @@ class LocalChannels:
         channel: str,
         on_wait: Callable[[], None],
         loop: asyncio.AbstractEventLoop | None = None,
+        run_here: RunHere | None = None,
     ) -> Message:
         """Return the next message for ``channel``, waiting if there is none.
 
         ``on_wait`` runs just before the first wait (to start a pump); ``loop``
-        is the running loop, when the caller has it. Raises
-        :class:`ReceiverGone` when the inboxes are closed meanwhile.
+        is the running loop, when the caller has it; a consumer's listener
+        passes ``run_here``, which then gets the messages arriving while it
+        waits, and returns only what that cannot finish (see ``_dispatch``).
+        Raises :class:`ReceiverGone` when the inboxes are closed meanwhile.
         """
         if self._closed is not None:
             raise ReceiverGone(self._closed)
@@ -194,21 +215,32 @@ class LocalChannels:
             loop or asyncio.get_running_loop()
         ).create_future()
         inbox.waiters.append(waiter)
+        if run_here is not None:
+            inbox.here_waiter = waiter
+            inbox.here = run_here
         on_wait()
         try:
             return await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 # Handed a message in the same tick we were cancelled: keep it
-                # for the next receiver, or it is lost.
-                self.push_back(channel, waiter.result())
+                # for the next receiver, or it is lost (a handler already
+                # started is cancelled instead, as the listener is).
+                result: Any = waiter.result()
+                if result.__class__ is Resume:
+                    result.abandon()
+                else:
+                    self.push_back(channel, result)
             raise
         finally:
             # An idle inbox stays for the consumer's next receive(); sweep()
             # and forget() remove it.
             current = self._inboxes.get(channel)
-            if current is not None and waiter in current.waiters:
-                current.waiters.remove(waiter)
+            if current is not None:
+                if waiter in current.waiters:
+                    current.waiters.remove(waiter)
+                if current.here_waiter is waiter:
+                    current.here_waiter = current.here = None
 
     def forget(self, channel: str) -> None:
         """Drop ``channel``'s queued messages unless a receiver still waits."""

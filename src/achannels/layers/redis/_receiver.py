@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from ..._dispatch import RunHere
 from ..._types import Message
 from .._warnings import RateLimitedWarning
 from ._cluster import Cluster
@@ -69,11 +70,15 @@ class Receiver:
         channel: str,
         name: str,
         loop: asyncio.AbstractEventLoop | None = None,
+        run_here: RunHere | None = None,
     ) -> Message:
         """Return the next message for specific ``channel`` (whose shared part
         is ``name``), starting its pumps on first use; ``loop`` is the running
-        loop, when the caller has it."""
-        return await self.local.receive(channel, lambda: self._start_local(name), loop)
+        loop, when the caller has it; ``run_here`` as for
+        :meth:`LocalChannels.receive`."""
+        return await self.local.receive(
+            channel, lambda: self._start_local(name), loop, run_here
+        )
 
     async def receive_shared(self, channel: str) -> Message:
         """Return the next message on plain ``channel``, which other

@@ -16,9 +16,10 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from ..._dispatch import RunHere
 from ..._errors import ForeignChannel, InvalidPrefix, ReservedMessageKey
 from ..._types import Message
 from ...exceptions import ChannelFull
@@ -271,6 +272,11 @@ class RedisChannelLayer(RedisPresenceMixin, BaseChannelLayer):
         if bang < 0:
             return await receiver.receive_shared(channel)
         name = channel[: bang + 1]
+        self._check_local_receive(channel, name, receiver)
+        return await receiver.receive_local(channel, name, loop)
+
+    def _check_local_receive(self, channel: str, name: str, receiver: Receiver) -> None:
+        """Raise unless ``receiver`` may receive on specific ``channel``."""
         if not name.endswith(f".{self.client_prefix}!"):
             raise ForeignChannel(
                 f"Channel {channel!r} was not made by this layer instance's "
@@ -285,7 +291,20 @@ class RedisChannelLayer(RedisPresenceMixin, BaseChannelLayer):
                 "one RedisChannelLayer at once; receive from one loop, or use "
                 "one layer instance per loop"
             )
-        return await receiver.receive_local(channel, name, loop)
+
+    def _listener(self, channel: str) -> Callable[[], Awaitable[Message]] | None:
+        """Return ``receive(channel)`` for a consumer's listener, or ``None``
+        when ``receive`` was replaced (a subclass, a test's wrapper), which
+        the listener must then call, or ``channel`` is no specific one."""
+        if type(self).receive is not RedisChannelLayer.receive or (
+            "receive" in vars(self)
+        ):
+            return None
+        bang = channel.find("!")
+        if bang < 0:
+            return None
+        self._require_known_channel(channel)
+        return _Listener(self, channel, channel[: bang + 1])
 
     # Groups
 
@@ -450,6 +469,41 @@ class RedisChannelLayer(RedisPresenceMixin, BaseChannelLayer):
     async def close(self) -> None:
         """Same as :meth:`close_pools`."""
         await self._states.aclose_current()
+
+
+class _Listener:
+    """``receive(channel)`` for a consumer's listener, which calls it from one
+    task on one loop once per message: the loop and the name are checked on
+    the first call, the receiver whenever the loop's state is new (as the
+    pub/sub layer's listener)."""
+
+    __slots__ = ("_channel", "_here", "_layer", "_loop", "_name", "_receiver")
+
+    def __init__(self, layer: RedisChannelLayer, channel: str, name: str) -> None:
+        self._layer = layer
+        self._channel = channel
+        self._name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._receiver: Receiver | None = None
+        self._here: RunHere | None = None
+
+    def run_here(self, run: RunHere | None) -> None:
+        """Let ``run`` start the handling of messages arriving while this
+        listener waits, in the pump (see ``_dispatch``)."""
+        self._here = run
+
+    async def __call__(self) -> Message:
+        layer, channel, loop = self._layer, self._channel, self._loop
+        if loop is None:
+            loop = asyncio.get_running_loop()
+            if on_throwaway_loop(loop):
+                return await layer.receive(channel)
+            self._loop = loop
+        receiver = layer._states.get(loop).receiver
+        if receiver is not self._receiver:
+            layer._check_local_receive(channel, self._name, receiver)
+            self._receiver = receiver
+        return await receiver.receive_local(channel, self._name, loop, self._here)
 
 
 def _glob_escape(text: str) -> str:

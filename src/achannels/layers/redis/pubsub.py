@@ -18,9 +18,10 @@ import math
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from ..._dispatch import RunHere
 from ..._types import Message
 from .._base import BaseChannelLayer
 from .._warnings import RateLimitedWarning
@@ -262,11 +263,27 @@ class RedisPubSubChannelLayer(RedisPresenceMixin, BaseChannelLayer):
         try:
             return await state.local.receive(channel, _nothing, loop)
         except asyncio.CancelledError:
-            if channel in state.channels and not state.local.waiting(channel):
-                state.channels.discard(channel)
-                state.local.forget(channel)
-                state.subscriber(channel).unsubscribe(channel)
+            self._stop_receiving(state, channel)
             raise
+
+    def _stop_receiving(self, state: _LoopState, channel: str) -> None:
+        """A receive() on ``channel`` was cancelled: unsubscribe unless
+        another receiver still waits."""
+        if channel in state.channels and not state.local.waiting(channel):
+            state.channels.discard(channel)
+            state.local.forget(channel)
+            state.subscriber(channel).unsubscribe(channel)
+
+    def _listener(self, channel: str) -> Callable[[], Awaitable[Message]] | None:
+        """Return ``receive(channel)`` for a consumer's listener, or ``None``
+        when ``receive`` was replaced (a subclass, a test's wrapper), which
+        the listener must then call."""
+        if type(self).receive is not RedisPubSubChannelLayer.receive or (
+            "receive" in vars(self)
+        ):
+            return None
+        self._require_known_channel(channel)
+        return _Listener(self, channel)
 
     @bridged
     async def group_add(self, group: str, channel: str) -> None:
@@ -341,3 +358,41 @@ class RedisPubSubChannelLayer(RedisPresenceMixin, BaseChannelLayer):
 
 def _nothing() -> None:
     """Nothing to start before waiting: the subscription delivers."""
+
+
+class _Listener:
+    """``receive(channel)`` as a consumer's listener calls it: from one task
+    on one loop, once per message, all its life. So what cannot change
+    between its calls (the name is valid, the loop is the one it started on,
+    and not a throwaway one) is checked on the first call only; on Python
+    < 3.12 reading the running loop is a system call per message."""
+
+    __slots__ = ("_channel", "_here", "_layer", "_loop")
+
+    def __init__(self, layer: RedisPubSubChannelLayer, channel: str) -> None:
+        self._layer = layer
+        self._channel = channel
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._here: RunHere | None = None
+
+    def run_here(self, run: RunHere | None) -> None:
+        """Let ``run`` start the handling of messages arriving while this
+        listener waits, in the subscription's reader (see ``_dispatch``)."""
+        self._here = run
+
+    async def __call__(self) -> Message:
+        layer, channel, loop = self._layer, self._channel, self._loop
+        if loop is None:
+            loop = asyncio.get_running_loop()
+            if on_throwaway_loop(loop):
+                return await layer.receive(channel)
+            self._loop = loop
+        # Looked up each time: flush() replaces the loop's state.
+        state = layer._states.get(loop)
+        if channel not in state.channels:
+            await layer._subscribe_channel(state, channel)
+        try:
+            return await state.local.receive(channel, _nothing, loop, self._here)
+        except asyncio.CancelledError:
+            layer._stop_receiving(state, channel)
+            raise
