@@ -10,6 +10,7 @@ failover cost as ``[figures]`` lines, which docs/redis.md quotes.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,7 @@ import redis
 from achannels.exceptions import ChannelFull
 from achannels.layers.redis import RedisChannelLayer, RedisPubSubChannelLayer
 from achannels.layers.redis._cluster import slot_of
+from achannels.layers.redis._connection import Lane
 from tests.support.redis import unique_prefix
 from tests.support.redis_cluster import (
     ClusterNode,
@@ -264,6 +266,35 @@ async def until_delivered(
 
 
 # Failovers
+
+
+async def test_a_connection_to_its_own_socket_counts_as_unreachable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A killed master's port in the ephemeral range: now and then the kernel
+    # gives a connect() to it that same port as the local one and the socket
+    # connects to itself, so each command reads back as its own reply (a
+    # CLUSTER SLOTS of garbage, a pump that dies parsing it). Pinning the
+    # local port makes the first connect do that every time.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    real_open = asyncio.open_connection
+    pinned = [("127.0.0.1", port)]
+
+    async def open_connection(*args: Any, **kwargs: Any) -> Any:
+        if pinned:
+            kwargs["local_addr"] = pinned.pop()
+        return await real_open(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "open_connection", open_connection)
+    lane = Lane({"address": f"redis://127.0.0.1:{port}"})
+    try:
+        with pytest.raises(redis.exceptions.ConnectionError, match="its own socket"):
+            await lane.execute("CLUSTER", "SLOTS", attempts=1)
+        assert not pinned  # the self-connection did happen
+    finally:
+        await lane.aclose()
 
 
 async def fail_over(cluster: PrivateCluster, key: str, how: str) -> float:

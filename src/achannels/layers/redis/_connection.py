@@ -129,7 +129,11 @@ class Lane:
         return connection
 
     async def connect(self, connection: AbstractConnection) -> None:
-        """Connect ``connection`` (handshake included) within :attr:`timeout`."""
+        """Connect ``connection`` (handshake included) within :attr:`timeout`.
+
+        Raises :class:`redis.exceptions.ConnectionError` for a connection
+        that reached its own socket (see :func:`_connected_to_itself`).
+        """
         connect = connection.connect()  # type: ignore[no-untyped-call]
         if self.timeout is None:
             await connect
@@ -140,6 +144,12 @@ class Lane:
                 raise RedisTimeoutError(
                     f"Timed out connecting to {self.description}"
                 ) from None
+        if _connected_to_itself(connection):
+            await connection.disconnect(nowait=True)
+            raise RedisConnectionError(
+                f"Nothing listens at {self.description}: the connection "
+                "reached its own socket (a TCP self-connection)"
+            )
 
     async def discard(self, connection: AbstractConnection) -> None:
         """Close ``connection`` and forget it."""
@@ -277,6 +287,25 @@ async def read_reply(connection: AbstractConnection, timeout: float | None) -> A
         return await connection.read_response()
     finally:
         connection.socket_timeout = None
+
+
+def _connected_to_itself(connection: AbstractConnection) -> bool:
+    """Whether ``connection``'s socket is connected to itself.
+
+    Connecting to a local port nobody listens on (a Redis that died, say a
+    killed cluster master) that lies in the ephemeral range sometimes gets
+    that very port as the local one, and TCP joins the socket to itself
+    (about one connect in 5000 here). Every command then reads back as its
+    own reply: a pump that parses one dies, a ``CLUSTER SLOTS`` yields
+    garbage, a script returns its arguments.
+    """
+    # redis-py keeps its stream writer private; without one there is no
+    # TCP socket to check (a Unix socket cannot connect to itself).
+    writer = getattr(connection, "_writer", None)
+    if writer is None:
+        return False
+    local = writer.get_extra_info("sockname")
+    return local is not None and local == writer.get_extra_info("peername")
 
 
 async def unreachable(hosts: list[HostSpec]) -> list[str]:
