@@ -72,6 +72,9 @@ def _own(item: Message | _Shared) -> Message:
     return item.take() if isinstance(item, _Shared) else item
 
 
+_Pending = deque[tuple[float, "Message | _Shared"]]
+
+
 class _ChannelQueue:
     """Pending messages of one channel and the receivers waiting on it.
 
@@ -87,14 +90,23 @@ class _ChannelQueue:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        #: ``(expiry deadline, message)`` oldest first.
-        self.messages: deque[tuple[float, Message | _Shared]] = deque()
+        #: ``(expiry deadline, message)`` oldest first; an empty tuple until
+        #: the first message (an empty deque costs 760 bytes, and most
+        #: consumers' channels never queue one).
+        self.messages: _Pending | tuple[()] = ()
         #: Futures of waiting receivers, first come first served; created on
         #: first wait (most queues never have a waiter).
         self.waiters: list[asyncio.Future[Message | _Shared]] | None = None
         #: Called once when a message is queued: a consumer that has not
         #: started its listener yet (see ``_watch_channel``).
         self.wake: Callable[[], None] | None = None
+
+    def pending(self) -> _Pending:
+        """The queued messages, as a deque made on first use."""
+        messages = self.messages
+        if isinstance(messages, tuple):
+            messages = self.messages = deque()
+        return messages
 
     def idle(self) -> bool:
         """Nothing queued, nobody waiting, no consumer watching."""
@@ -226,7 +238,7 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
             queue = self.channels.get(name)
             if queue is None:
                 continue
-            messages = queue.messages
+            messages = queue.pending()
             expired = False
             while messages and messages[0][0] <= now:
                 messages.popleft()
@@ -293,7 +305,7 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
                 "capacity): its consumer is not receiving fast enough"
             )
         deadline = self._clock() + self.expiry
-        queue.messages.append((deadline, item))
+        queue.pending().append((deadline, item))
         if channel not in self._scheduled:
             self._schedule(channel, deadline)
         if queue.wake is not None:
@@ -315,7 +327,7 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
         if queue is None:
             queue = self.channels[channel] = _ChannelQueue(self.get_capacity(channel))
         elif queue.messages:
-            _, item = queue.messages.popleft()
+            _, item = queue.pending().popleft()
             if queue.idle():
                 del self.channels[channel]
             return _own(item)
@@ -397,7 +409,7 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
         if queue is None:
             queue = self.channels[channel] = _ChannelQueue(self.get_capacity(channel))
         deadline = self._clock() + self.expiry
-        messages = queue.messages
+        messages = queue.pending()
         messages.appendleft((deadline, item))
         self._schedule(channel, deadline)
         while messages and queue.waiters:
@@ -460,7 +472,7 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
         """Drop every pending message and every group. Receivers already
         waiting keep waiting and get the next message sent to them."""
         for name, queue in list(self.channels.items()):
-            queue.messages.clear()
+            queue.messages = ()
             if queue.idle():
                 del self.channels[name]
         self.groups.clear()
@@ -547,7 +559,7 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
             if len(queue.messages) >= queue.capacity:
                 skipped += 1
                 continue
-            queue.messages.append((deadline, shared))
+            queue.pending().append((deadline, shared))
             if name not in scheduled:
                 self._schedule(name, deadline)
             if queue.wake is not None:
