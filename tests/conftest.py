@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import hypothesis  # noqa: F401
 import pytest
 
-from achannels.layers import InMemoryChannelLayer, channel_layers
+from achannels.layers import InMemoryChannelLayer
+from tests.support.layers import as_default
 from tests.support.redis_cluster import PrivateCluster
 from tests.support.servers import SERVER_KINDS
 
@@ -25,15 +26,8 @@ def server_kind(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def memory_layer() -> Iterator[InMemoryChannelLayer]:
     """A fresh in-memory layer as the default alias for one test."""
-    fresh = InMemoryChannelLayer()
-    previous = channel_layers.set("default", fresh)
-    try:
+    with as_default(InMemoryChannelLayer()) as fresh:
         yield fresh
-    finally:
-        if previous is None:
-            channel_layers.backends.pop("default", None)
-        else:
-            channel_layers.set("default", previous)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from achannels.exceptions import ChannelFull
 from achannels.layers.redis import RedisChannelLayer, RedisPubSubChannelLayer
 from achannels.layers.redis._cluster import slot_of
 from achannels.layers.redis._connection import Lane
+from tests.support.layers import as_default
 from tests.support.redis import unique_prefix
 from tests.support.redis_cluster import (
     ClusterNode,
@@ -463,33 +464,28 @@ async def until_delivered_group(sender: Any, receiver: Any, channel: str) -> Non
 async def test_event_history_on_a_cluster_takes_the_layers_hosts(
     cluster: PrivateCluster,
 ) -> None:
-    from achannels.layers import channel_layers
     from achannels.layers.redis import RedisEventHistory
 
     prefix = unique_prefix()
     layer = RedisChannelLayer(hosts=cluster.config_hosts, prefix=prefix)
-    previous = channel_layers.set("default", layer)
-    history = RedisEventHistory(prefix=prefix, max_events=10)
-    try:
-        member = await layer.new_channel()
-        await layer.group_add("news", member)
-        sent = [
-            await history.group_send(group, {"type": "x", "n": n})
-            for n in range(3)
-            for group in ("news", "sport")
-        ]
-        assert (await asyncio.wait_for(layer.receive(member), DELIVERY))["n"] == 0
-        events = await history.read_after("news", "0-0")
-        assert [event["n"] for event in events] == [0, 1, 2]
-        assert await history.last_id("sport") == sent[-1]
-    finally:
-        await history.aclose()
-        await layer.flush()
-        await layer.close()
-        if previous is None:
-            channel_layers.backends.pop("default", None)
-        else:
-            channel_layers.set("default", previous)
+    with as_default(layer):
+        history = RedisEventHistory(prefix=prefix, max_events=10)
+        try:
+            member = await layer.new_channel()
+            await layer.group_add("news", member)
+            sent = [
+                await history.group_send(group, {"type": "x", "n": n})
+                for n in range(3)
+                for group in ("news", "sport")
+            ]
+            assert (await asyncio.wait_for(layer.receive(member), DELIVERY))["n"] == 0
+            events = await history.read_after("news", "0-0")
+            assert [event["n"] for event in events] == [0, 1, 2]
+            assert await history.last_id("sport") == sent[-1]
+        finally:
+            await history.aclose()
+            await layer.flush()
+            await layer.close()
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -16,9 +16,10 @@ import anyio
 import pytest
 
 from achannels.generic.websocket import AsyncWebsocketConsumer
-from achannels.layers import InMemoryChannelLayer, channel_layers
+from achannels.layers import InMemoryChannelLayer
 from achannels.layers.redis import RedisChannelLayer, RedisPubSubChannelLayer
 from achannels.testing import WebsocketCommunicator
+from tests.support.layers import as_default
 from tests.support.redis import require_redis, unique_prefix
 
 pytestmark = pytest.mark.redis
@@ -80,14 +81,10 @@ async def layer(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
         layer = RedisChannelLayer(hosts=[require_redis()], prefix=unique_prefix())
     else:
         layer = RedisPubSubChannelLayer(hosts=[require_redis()], prefix=unique_prefix())
-    previous = channel_layers.set("default", layer)
     try:
-        yield layer
+        with as_default(layer):
+            yield layer
     finally:
-        if previous is None:
-            channel_layers.backends.pop("default", None)
-        else:
-            channel_layers.set("default", previous)
         if request.param != "memory":
             await layer.close()
 

@@ -19,9 +19,10 @@ from achannels.generic.sse import (
     InMemoryEventHistory,
 )
 from achannels.generic.sse._history import id_key
-from achannels.layers import InMemoryChannelLayer, channel_layers
+from achannels.layers import InMemoryChannelLayer
 from achannels.testing import ApplicationCommunicator
 from tests.support.event_stream import Event, EventStreamParser
+from tests.support.layers import as_default
 from tests.support.redis import require_redis, unique_prefix
 
 TIMEOUT = 5.0
@@ -30,15 +31,8 @@ TIMEOUT = 5.0
 @pytest.fixture
 def small_layer() -> Iterator[InMemoryChannelLayer]:
     """The default layer, with room for 3 messages per channel."""
-    layer = InMemoryChannelLayer(capacity=3)
-    previous = channel_layers.set("default", layer)
-    try:
+    with as_default(InMemoryChannelLayer(capacity=3)) as layer:
         yield layer
-    finally:
-        if previous is None:
-            channel_layers.backends.pop("default", None)
-        else:
-            channel_layers.set("default", previous)
 
 
 @pytest.fixture
@@ -48,18 +42,14 @@ async def redis_history() -> AsyncIterator[EventHistory]:
     url = require_redis()
     prefix = unique_prefix()
     layer = RedisChannelLayer(hosts=[url], prefix=prefix)
-    previous = channel_layers.set("default", layer)
     history = RedisEventHistory(prefix=prefix, max_events=10, max_age=600)
     try:
-        yield history
+        with as_default(layer):
+            yield history
     finally:
         await history.aclose()
         await layer.flush()
         await layer.close()
-        if previous is None:
-            channel_layers.backends.pop("default", None)
-        else:
-            channel_layers.set("default", previous)
 
 
 def ids(events: list[dict[str, Any]]) -> list[str]:

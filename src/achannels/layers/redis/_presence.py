@@ -60,6 +60,7 @@ __all__ = [
     "Target",
     "check_presence_ttl",
     "cluster_target",
+    "layer_target",
     "ring_target",
 ]
 
@@ -94,6 +95,11 @@ def cluster_target(cluster: Cluster) -> Target:
         return cluster.at(key)
 
     return target
+
+
+def layer_target(cluster: Cluster | None, lanes: list[Lane]) -> Target:
+    """Where a layer's room keys live: its cluster's nodes, or its hosts."""
+    return cluster_target(cluster) if cluster is not None else ring_target(lanes)
 
 
 def check_presence_ttl(ttl: object) -> float:

@@ -35,8 +35,7 @@ from ._presence import (
     RedisPresence,
     RedisPresenceMixin,
     check_presence_ttl,
-    cluster_target,
-    ring_target,
+    layer_target,
 )
 from ._receiver import RESERVED_KEY, Receiver
 from ._scripts import GROUP_ADD, GROUP_DELIVER, GROUP_MEMBERS, SEND
@@ -64,11 +63,7 @@ class _LoopState:
         self._leftovers = layer._leftovers
         self.receiver.local.adopt(self._leftovers.take())
         self.presence = RedisPresence(
-            (
-                cluster_target(self.cluster)
-                if self.cluster is not None
-                else ring_target(self.lanes)
-            ),
+            layer_target(self.cluster, self.lanes),
             layer.prefix,
             layer._serializer,
             layer.group_send,

@@ -36,8 +36,7 @@ from ._presence import (
     RedisPresence,
     RedisPresenceMixin,
     check_presence_ttl,
-    cluster_target,
-    ring_target,
+    layer_target,
 )
 from ._serializer import MAX_MESSAGE_SIZE, DecryptionError, MessageSerializer
 from ._sharded import ShardedSubscriptions
@@ -85,11 +84,7 @@ class _LoopState:
         self.unreadable = RateLimitedWarning(logger, _UNREADABLE)
         self.sizes = GroupSizes(self, layer.prefix, self.publish)
         self.presence = RedisPresence(
-            (
-                cluster_target(self.cluster)
-                if self.cluster is not None
-                else ring_target(self.lanes)
-            ),
+            layer_target(self.cluster, self.lanes),
             layer.prefix,
             layer._serializer,
             layer.group_send,
