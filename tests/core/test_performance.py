@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import tracemalloc
 from typing import Any
 
@@ -26,7 +27,12 @@ import pytest
 
 from achannels.consumer import AsyncConsumer, get_handler_name
 from achannels.exceptions import StopConsumer
-from achannels.generic.websocket import AsyncWebsocketConsumer, WebsocketConsumer
+from achannels.generic.http import AsyncHttpConsumer
+from achannels.generic.websocket import (
+    AsyncJsonWebsocketConsumer,
+    AsyncWebsocketConsumer,
+    WebsocketConsumer,
+)
 from achannels.layers import InMemoryChannelLayer
 from achannels.routing import URLRouter, path
 from achannels.testing import ApplicationCommunicator, WebsocketCommunicator
@@ -362,3 +368,16 @@ async def test_websocket_receive_overrides_awaiting_super_still_work() -> None:
         {"type": "websocket.send", "text": "ok"},
         {"type": "websocket.close", "code": 1009},
     ]
+
+
+@pytest.mark.parametrize(
+    "consumer", [AsyncWebsocketConsumer, AsyncJsonWebsocketConsumer, AsyncHttpConsumer]
+)
+def test_protocol_handlers_stay_coroutine_functions_as_in_channels(
+    consumer: type,
+) -> None:
+    # The per-frame path could return awaitables instead; code written for
+    # Channels may inspect the handlers (Channels 4.3.2: all are async def).
+    handlers = [n for n in dir(consumer) if n.startswith(("websocket_", "http_"))]
+    assert handlers
+    assert all(inspect.iscoroutinefunction(getattr(consumer, n)) for n in handlers)
