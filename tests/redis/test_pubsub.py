@@ -44,6 +44,21 @@ async def receive(layer: RedisPubSubChannelLayer, channel: str) -> dict[str, Any
     return await asyncio.wait_for(layer.receive(channel), 5)
 
 
+async def same_connection_channel(
+    layer: RedisPubSubChannelLayer, deployment: RedisDeployment, channel: str
+) -> str:
+    """A new channel of ``layer`` whose messages come in on the same
+    subscription connection as ``channel``'s (on a cluster: the same node)."""
+    cluster = deployment.cluster
+    if cluster is None:
+        return await layer.new_channel()  # one subscription carries them all
+    node = await asyncio.to_thread(cluster.master_of, channel)
+    while True:
+        other = await layer.new_channel()
+        if await asyncio.to_thread(cluster.master_of, other) is node:
+            return other
+
+
 async def test_new_channel_uses_prefix_and_receives_messages(
     layer: RedisPubSubChannelLayer,
 ) -> None:
@@ -175,14 +190,19 @@ async def test_channels_redis_only_options_are_accepted(
 
 
 async def test_capacity_bounds_messages_waiting_in_process(
-    make_layer: LayerFactory,
+    make_layer: LayerFactory, deployment: RedisDeployment
 ) -> None:
     layer = make_layer(capacity=2)
     try:
         channel = await layer.new_channel()
+        marker = await same_connection_channel(layer, deployment, channel)
         for index in range(5):
             await layer.send(channel, {"type": "m", "i": index})
         await layer.send(channel, {"type": "last"})
+        # Published after them on the subscription that carries them: once
+        # the marker is here, so is everything sent to ``channel``.
+        await layer.send(marker, {"type": "marker"})
+        assert (await receive(layer, marker))["type"] == "marker"
         # The oldest were dropped to stay within capacity.
         got = [await receive(layer, channel), await receive(layer, channel)]
         assert got[-1]["type"] == "last"
