@@ -220,12 +220,13 @@ class _Resolved(NamedTuple):
 class URLRouter:
     """Dispatch to the first route whose pattern matches the path.
 
-    ``routes`` are results of Django's ``path()``/``re_path()``/``include()``
-    or of ``achannels.routing.path``/``re_path``. Leading slashes are ignored
+    ``routes`` are results of Django's ``path()``/``re_path()`` or of
+    ``achannels.routing.path``/``re_path``. Leading slashes are ignored
     (write ``"ws/chat/"``); the outermost router strips ``scope["root_path"]``
-    first. A route may lead to a nested ``URLRouter`` (directly, behind
-    middleware, or via Django's ``include()``, which Channels rejects): its
-    pattern then matches a prefix and the nested router routes the rest.
+    first. A route may lead to a nested ``URLRouter`` (directly or behind
+    middleware): its pattern then matches a prefix and the nested router
+    routes the rest. Django's ``include()`` raises ``ImproperlyConfigured``,
+    as in Channels.
 
     The application gets a copy of the scope with ``url_route`` set to
     ``{"args": ..., "kwargs": ...}`` (captured values of every level, then the
@@ -261,12 +262,16 @@ class URLRouter:
             or {}
         )
         prefix = literal_prefix(pattern)
-        url_patterns = getattr(route, "url_patterns", None)
-        if url_patterns is not None:
-            # Django include(): its pattern already matches a prefix.
-            nested = URLRouter(url_patterns)
-            return _Route(prefix, pattern.match, nested, extra_kwargs, nested, False)
         app = getattr(route, "callback", None)
+        if app is None and getattr(route, "url_patterns", None) is not None:
+            # Channels refuses Django's include() with this very error, and
+            # its tests expect it: a nested URLRouter is the way to nest.
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured(
+                f"{route}: include() is not supported in URLRouter. Use nested "
+                "URLRouter instances instead."
+            )
         if not callable(app):
             raise TypeError(f"Route {route!r} has no ASGI application to route to")
         _check_not_consumer_class(app, f"URLRouter route {str(pattern)!r}")

@@ -435,23 +435,36 @@ async def test_django_path_and_re_path_routes_with_kwargs() -> None:
     ]
 
 
-async def test_django_nested_routes_and_include_without_mutating_patterns() -> None:
-    django_path, django_re_path, include = django_routes()
+async def test_django_nested_routes_without_mutating_patterns() -> None:
+    django_path, django_re_path, _ = django_routes()
     seen: Seen = []
     inner = URLRouter([django_path("u/<str:name>/", endpoint("nested", seen))])
     outer_path = django_path("p/<int:n>/", inner)
     outer_re = django_re_path(r"^q/(?P<n>\d+)/", inner)
-    included = django_path("inc/", include([django_path("z/", endpoint("inc", seen))]))
     patterns_before = (outer_path.pattern, outer_re.pattern)
-    router = URLRouter([outer_path, outer_re, included])
+    router = URLRouter([outer_path, outer_re])
     assert (outer_path.pattern, outer_re.pattern) == patterns_before
-    for path_ in ("/p/1/u/a/", "/q/2/u/b/", "/inc/z/"):
+    for path_ in ("/p/1/u/a/", "/q/2/u/b/"):
         await router({"type": "websocket", "path": path_}, never_receive, never_send)
     assert [(n, s["url_route"]["kwargs"]) for n, s in seen] == [
         ("nested", {"n": 1, "name": "a"}),
         ("nested", {"n": "2", "name": "b"}),
-        ("inc", {}),
     ]
+
+
+def test_django_include_is_refused_as_in_channels() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    django_path, _, include = django_routes()
+    included = django_path("inc/", include([django_path("z/", endpoint("inc", []))]))
+    with pytest.raises(ImproperlyConfigured) as raised:
+        URLRouter([included])
+    message = str(raised.value)
+    assert message.startswith(str(included) + ": ")
+    assert message.endswith(
+        "include() is not supported in URLRouter. Use nested URLRouter "
+        "instances instead."
+    )
 
 
 # --- ProtocolTypeRouter -------------------------------------------------------
