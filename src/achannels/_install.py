@@ -28,11 +28,13 @@ __all__ = [
     "install_as_channels",
 ]
 
-#: The Redis layers under channels_redis's names; channels_redis's other
-#: modules (``serializers``, ``utils``) have no counterpart in achannels.
+#: channels_redis's modules under their names: the two layers, the
+#: serializer registry and the host helpers.
 REDIS_MODULES = {
     "channels_redis.core": "achannels.layers.redis.core",
     "channels_redis.pubsub": "achannels.layers.redis.pubsub",
+    "channels_redis.serializers": "achannels.layers.redis.serializers",
+    "channels_redis.utils": "achannels.layers.redis.utils",
 }
 
 
@@ -77,7 +79,8 @@ class _PackageLoader(importlib.abc.Loader):
 
 class _ChannelsFinder(importlib.abc.MetaPathFinder):
     """Finds ``channels[.X]`` as ``achannels[.X]`` and, when ``redis`` is set,
-    ``channels_redis.core`` / ``.pubsub`` as achannels' Redis layers."""
+    ``channels_redis.core`` / ``.pubsub`` / ``.serializers`` / ``.utils`` as
+    achannels' Redis modules."""
 
     def __init__(self, *, redis: bool) -> None:
         self.redis = redis
@@ -122,9 +125,8 @@ def install_as_channels() -> None:
     identical, so ``isinstance`` works, and settings strings such as
     ``"channels.layers.InMemoryChannelLayer"`` or ``"channels"`` in
     ``INSTALLED_APPS`` name achannels). Unless the real channels_redis is
-    already imported, ``channels_redis.core`` and ``channels_redis.pubsub``
-    become achannels' ``RedisChannelLayer`` and ``RedisPubSubChannelLayer``
-    modules too.
+    already imported, ``channels_redis.core``, ``.pubsub``, ``.serializers``
+    and ``.utils`` become achannels' Redis layer modules too.
 
     Call it at the top of ``settings.py``, ``manage.py`` and ``asgi.py`` (or
     load the pytest plugin ``achannels.testing.channels_alias``). Calling it

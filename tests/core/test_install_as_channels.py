@@ -90,7 +90,7 @@ def test_missing_channels_module_fails_under_its_channels_name() -> None:
 import importlib.util, json
 errors = []
 for name in ("channels.nonexistent", "channels.layers.nonexistent",
-             "channels_redis.serializers"):
+             "channels_redis.nonexistent"):
     try:
         __import__(name)
     except ModuleNotFoundError as exc:
@@ -105,7 +105,7 @@ print(json.dumps({"errors": errors,
             "channels.layers.nonexistent",
             "No module named 'channels.layers.nonexistent'",
         ],
-        ["channels_redis.serializers", "No module named 'channels_redis.serializers'"],
+        ["channels_redis.nonexistent", "No module named 'channels_redis.nonexistent'"],
     ]
     assert result["spec"] is None
 
@@ -139,6 +139,31 @@ print(json.dumps({
         "achannels.layers.redis.pubsub",
         "achannels.layers.memory",
     ]
+
+
+def test_channels_redis_serializers_and_utils_are_achannels_modules() -> None:
+    result = run_python(
+        INSTALL
+        + """
+import json
+from channels_redis.serializers import (BaseMessageSerializer, JSONSerializer,
+    MsgPackSerializer, SerializerDoesNotExist, SerializersRegistry, registry)
+from channels_redis.utils import _close_redis, _consistent_hash, decode_hosts
+import achannels.layers.redis.serializers as ours
+print(json.dumps({
+    "same": registry is ours.registry
+        and BaseMessageSerializer is ours.BaseMessageSerializer,
+    "formats": [type(registry.get_serializer(f)).__name__ for f in ("msgpack", "json")],
+    "hash": [_consistent_hash("group", 4), _consistent_hash(b"x", 1)],
+    "hosts": decode_hosts([("h", 1)]),
+}))
+"""
+    )
+    assert result["same"]
+    assert result["formats"] == ["MsgPackSerializer", "JSONSerializer"]
+    # binascii.crc32(b"group") & 0xFFF is 1221: shard 1 of 4 on channels_redis' ring.
+    assert result["hash"] == [1, 0]
+    assert result["hosts"][0]["host"] == "h" and result["hosts"][0]["port"] == 1
 
 
 def test_real_channels_redis_imported_first_is_left_alone() -> None:

@@ -391,10 +391,10 @@ async def test_flat_group_messages_are_separate_dicts(
 async def test_non_msgpack_values_are_refused_with_the_redis_layers_error(
     layer: InMemoryChannelLayer, message: dict[str, Any]
 ) -> None:
-    from achannels.layers.redis._serializer import MessageSerializer
+    from achannels.layers.redis.serializers import MsgPackSerializer
 
     with pytest.raises(TypeError) as on_redis:
-        MessageSerializer().serialize(message)
+        MsgPackSerializer().serialize(message)
     with pytest.raises(TypeError) as on_send:
         await layer.send("c", message)
     assert str(on_send.value) == str(on_redis.value)

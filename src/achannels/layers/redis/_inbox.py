@@ -21,7 +21,7 @@ from ..._types import Message
 from ...exceptions import ReceiverGone
 from .._copy import is_flat
 from .._warnings import RateLimitedWarning
-from ._serializer import local_copy, pack_local
+from .serializers import local_copy, pack_local
 
 __all__ = ["Inbox", "Leftovers", "LocalChannels"]
 

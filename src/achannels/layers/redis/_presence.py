@@ -51,7 +51,7 @@ from ._connection import Lane
 from ._hosts import consistent_hash
 from ._loops import bridged
 from ._scripts import Executor, Script
-from ._serializer import MessageSerializer
+from .serializers import MessageSerializer
 
 __all__ = [
     "DEFAULT_PRESENCE_TTL",
@@ -249,10 +249,14 @@ class RedisPresence:
         self._target = target
         self._prefix = prefix
         # Entries live for hours: no encryption TTL and no random prefix
-        # (hash values need none), whatever the layer's messages use.
-        self._serializer = copy.copy(serializer)
-        self._serializer._ttl = None
-        self._serializer.random_prefix_length = 0
+        # (hash values need none), whatever the layer's messages use; a
+        # custom serializer without these attributes is used as it is.
+        entries: Any = copy.copy(serializer)
+        if hasattr(entries, "expiry"):
+            entries.expiry = None
+        if hasattr(entries, "random_prefix_length"):
+            entries.random_prefix_length = 0
+        self._serializer: MessageSerializer = entries
         self.ttl = ttl
         self.node = uuid.uuid4().hex
         #: room -> channel -> (key, meta with its ref): this node's entries.

@@ -22,7 +22,7 @@ from ._cluster import Cluster
 from ._connection import Lane
 from ._inbox import LocalChannels, Queued
 from ._pump import Entry, Pump
-from ._serializer import DecryptionError, MessageSerializer
+from .serializers import MessageSerializer
 
 __all__ = ["RESERVED_KEY", "Receiver"]
 
@@ -131,10 +131,16 @@ class Receiver:
 
     def _read(self, data: bytes, key: str) -> Message | None:
         try:
-            return self._serializer.deserialize(data)
-        except (DecryptionError, ValueError) as error:
+            message = self._serializer.deserialize(data)
+        except Exception as error:  # a custom serializer may raise anything
             self._unreadable.count(1, key, error)
             return None
+        if not isinstance(message, dict):
+            self._unreadable.count(
+                1, key, f"decoded a {type(message).__name__}, not a message dict"
+            )
+            return None
+        return message
 
     def _deliver(self, name: str, entries: list[Entry]) -> list[Entry]:
         local = self.local
