@@ -212,6 +212,9 @@ def test_prefix_and_encryption_wrap_the_format(
     data = sealed.serialize(message)
     assert plain.as_bytes(message) not in data
     assert sealed.deserialize(data) == message
-    assert serializer_class(symmetric_encryption_keys=["other", "key"]).deserialize(
-        data[4:]
-    ) == message
+    assert (
+        serializer_class(symmetric_encryption_keys=["other", "key"]).deserialize(
+            data[4:]
+        )
+        == message
+    )
