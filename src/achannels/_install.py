@@ -158,6 +158,11 @@ def install_as_channels() -> None:
         )
 
 
+def installed() -> bool:
+    """Whether ``install_as_channels()`` is in effect in this process."""
+    return _finder is not None and _finder in sys.meta_path
+
+
 def _refuse_real_channels_imported() -> None:
     real = sorted(
         name

@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import sys
+import warnings
 from typing import Any
 
 __all__ = ["CONFIG_ENV", "main"]
@@ -57,9 +58,15 @@ def _bind(host: str, port: int) -> socket.socket:
 def main() -> None:
     """Serve until SIGTERM/SIGINT (uvicorn's graceful shutdown)."""
     config = json.loads(os.environ.pop(CONFIG_ENV))
-    for entry in reversed(config["sys_path"]):
-        if entry not in sys.path:
-            sys.path.insert(0, entry)
+    # The test process's order, before this process's own entries.
+    sys.path[:] = list(dict.fromkeys([*config["sys_path"], *sys.path]))
+    if config["install_as_channels"]:
+        from .._install import ChannelsInstalledWarning, install_as_channels
+
+        with warnings.catch_warnings():
+            # The test process made this choice, and warned if it had to.
+            warnings.simplefilter("ignore", ChannelsInstalledWarning)
+            install_as_channels()
     _configure_django(config)
     application = _application(config)
     sock = _bind(config["host"], config["port"])

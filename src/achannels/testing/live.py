@@ -33,6 +33,7 @@ from django.db import connections
 from django.test.testcases import TransactionTestCase
 from django.test.utils import modify_settings
 
+from .._install import installed
 from ..routing import get_default_application as get_default_application
 from ._live_server import CONFIG_ENV
 
@@ -59,6 +60,26 @@ def _test_database_names() -> dict[str, str]:
             )
         names[alias] = str(connection.settings_dict["NAME"])
     return names
+
+
+def _import_path(modules: list[str]) -> list[str]:
+    """``sys.path`` for the server process: first the directories that the
+    top-level packages of ``modules`` came from here, then this process's
+    ``sys.path``. pytest may put first a directory holding another package
+    of the same name (a ``tests`` inside ``tests``); this process resolved the
+    name already, the new one must resolve it the same way."""
+    first = []
+    for name in modules:
+        top = sys.modules.get(name.partition(".")[0])
+        origin = getattr(top, "__file__", None)
+        if not origin:
+            continue  # not imported here, or a namespace package
+        root = os.path.dirname(origin)
+        if os.path.basename(origin) == "__init__.py":
+            root = os.path.dirname(root)
+        first.append(root)
+    path = first + [entry or os.getcwd() for entry in sys.path]
+    return list(dict.fromkeys(path))
 
 
 class LiveServer:
@@ -149,7 +170,12 @@ class LiveServer:
                 "port": self.requested_port,
                 "ready_fd": ready_fd,
                 "log_level": self.log_level,
-                "sys_path": [entry or os.getcwd() for entry in sys.path],
+                # A process that gave achannels the channels names gets a
+                # server that does too (the settings may name "channels").
+                "install_as_channels": installed(),
+                "sys_path": _import_path(
+                    [settings_module, str(getattr(settings, "ASGI_APPLICATION", ""))]
+                ),
             }
         )
 
