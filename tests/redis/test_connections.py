@@ -1,5 +1,7 @@
 """A lane's connections: a late reply never answers the next command, and
-a crowd of commands shares a bounded number of connections.
+a crowd of commands shares a bounded number of connections, connecting is
+bounded by ``socket_connect_timeout``, and a pump survives a reply it
+cannot parse.
 
 
 redis-py's per-read ``timeout=`` returns ``None`` when it expires and keeps
@@ -126,3 +128,43 @@ async def test_a_crowd_of_commands_shares_a_bounded_set_of_connections(
         replies = await asyncio.gather(*(lane.execute("BRIEF") for _ in range(1000)))
     assert replies == [b"brief"] * 1000
     assert 1 < fake.most <= _MAX_IN_FLIGHT
+
+
+@pytest.fixture
+async def silent_port() -> AsyncIterator[int]:
+    """A server that accepts TCP connections and never answers (a stuck
+    proxy, a host whose Redis hangs)."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_connecting_to_a_silent_server_gives_up_after_socket_connect_timeout(
+    silent_port: int,
+) -> None:
+    # No read timeout at all (redis-py users set only the connect timeout):
+    # the handshake's reply never comes, and only the connect timeout can
+    # end the wait. The outer deadline fails the test instead of hanging.
+    lane = Lane(
+        {
+            "address": f"redis://127.0.0.1:{silent_port}",
+            "socket_timeout": None,
+            "socket_connect_timeout": 0.5,
+        }
+    )
+    try:
+        async with asyncio.timeout(30):
+            with pytest.raises(RedisTimeoutError, match="Timed out connecting"):
+                await lane.execute("PING")
+    finally:
+        await lane.aclose()
