@@ -30,12 +30,15 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-import redis.asyncio
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.support.redis import require_redis, unique_prefix
-from tests.support.reliability import report, wait_for_numbers
+from tests.support.reliability import (
+    REDIS_LAYERS,
+    report,
+    serve_on_redis,
+    wait_for_numbers,
+)
 from tests.support.servers import SERVER_KINDS, RunningServer, serve
 
 APP = "tests.apps.close_app:application"
@@ -137,32 +140,15 @@ async def test_fifty_room_members_close_promptly_under_group_traffic(
     check_prompt(await crowd_closes(server, everyone_left), server.kind, capsys)
 
 
-@pytest.mark.parametrize("layer", ["redis", "redis-pubsub"])
+@pytest.mark.parametrize("layer", REDIS_LAYERS)
 async def test_fifty_room_members_close_promptly_on_redis_layers(
     layer: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = require_redis()
-    prefix = unique_prefix()
-    env = {
-        "RELIABILITY_LAYER": layer,
-        "RELIABILITY_REDIS_URL": url,
-        "RELIABILITY_REDIS_PREFIX": prefix,
-    }
-    client = redis.asyncio.Redis.from_url(url)
-    # The core layer keeps the room's members in Redis; pub/sub, in the
-    # process (its subscriptions end with the consumers).
-    group_key = f"{prefix}:group:crowd"
-
-    async def everyone_left() -> None:
-        await wait_for_numbers(server, {"consumers": 0}, timeout=TIMEOUT)
-        assert await client.zcard(group_key) == 0
-
-    try:
-        with serve(APP, env=env, extra_args=["--log-level", "warning"]) as server:
-            closes = await crowd_closes(server, everyone_left)
-    finally:
-        await client.aclose()
-    check_prompt(closes, f"{server.kind} on {layer}", capsys)
+    with serve_on_redis(APP, layer, extra_args=["--log-level", "warning"]) as served:
+        closes = await crowd_closes(
+            served.server, lambda: served.nothing_left("crowd", TIMEOUT)
+        )
+    check_prompt(closes, f"{served.server.kind} on {layer}", capsys)
 
 
 # The client finding
