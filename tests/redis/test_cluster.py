@@ -298,6 +298,18 @@ async def test_a_connection_to_its_own_socket_counts_as_unreachable(
         await lane.aclose()
 
 
+def replicated_writes(master: ClusterNode) -> int:
+    """Wait (at most :data:`RECOVERY`) until a replica of ``master`` has
+    every write made so far; return how many have."""
+    client = redis.Redis(
+        host="127.0.0.1", port=master.port, socket_timeout=RECOVERY + 5
+    )
+    try:
+        return int(client.execute_command("WAIT", 1, int(RECOVERY * 1000)))
+    finally:
+        client.close()
+
+
 async def fail_over(cluster: PrivateCluster, key: str, how: str) -> tuple[float, str]:
     """Fail over the master serving ``key`` (``CLUSTER FAILOVER`` on its
     replica, or SIGKILL); return the seconds until the replica is master,
@@ -305,7 +317,14 @@ async def fail_over(cluster: PrivateCluster, key: str, how: str) -> tuple[float,
     for a later failure: a write it had not replicated is gone)."""
     master = cluster.master_of(key)
     replica = cluster.replica_of(master)
-    before = f"master {master.port} before the failover: {replication(master)}"
+    # What was written before now (the group's membership) must survive a
+    # kill: replication is asynchronous, and a replica still catching up
+    # (a fresh cluster on a loaded machine) would be promoted without it.
+    synced = await asyncio.to_thread(replicated_writes, master)
+    before = (
+        f"master {master.port} before the failover ({synced} replica(s) "
+        f"acknowledged its writes): {replication(master)}"
+    )
     started = time.monotonic()
     if how == "manual":
         client = replica.client()
