@@ -193,6 +193,20 @@ async def test_connecting_to_a_silent_server_gives_up_after_socket_connect_timeo
 KEPT_POP = b"*2\r\n$3\r\nkey\r\n*1\r\n*2\r\n$4\r\nkept\r\n$1\r\n1\r\n"
 
 
+async def pump_until(pump: Pump, done: asyncio.Event) -> None:
+    """Run ``pump`` until ``done`` is set; fail if the pump ends first."""
+    running = asyncio.ensure_future(pump.run())
+    waiting = asyncio.ensure_future(done.wait())
+    try:
+        async with asyncio.timeout(30):
+            await asyncio.wait({running, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        assert not running.done(), running.exception()
+    finally:
+        for task in (running, waiting):
+            task.cancel()
+        await asyncio.wait({running, waiting})
+
+
 async def test_a_pump_drops_a_connection_that_answers_oddly_and_goes_on(
     lane: Lane, fake: FakeRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -214,18 +228,7 @@ async def test_a_pump_drops_a_connection_that_answers_oddly_and_goes_on(
 
     pump = Pump(lane, "asgi:specific.test!", deliver, local=True)
     with caplog.at_level(logging.INFO, "achannels.layers.redis"):
-        running = asyncio.ensure_future(pump.run())
-        waiting = asyncio.ensure_future(arrived.wait())
-        try:
-            async with asyncio.timeout(30):
-                await asyncio.wait(
-                    {running, waiting}, return_when=asyncio.FIRST_COMPLETED
-                )
-            assert not running.done(), running.exception()
-        finally:
-            for task in (running, waiting):
-                task.cancel()
-            await asyncio.wait({running, waiting})
+        await pump_until(pump, arrived)
     # What came after the odd replies was delivered, each odd reply's
     # connection was replaced, and one line said what happened.
     assert delivered == [(b"kept", b"1")]
@@ -253,18 +256,7 @@ async def test_a_pump_goes_on_when_redis_refuses_what_it_puts_back(
 
     pump = Pump(lane, "asgi:shared", deliver)
     with caplog.at_level(logging.INFO, "achannels.layers.redis"):
-        running = asyncio.ensure_future(pump.run())
-        waiting = asyncio.ensure_future(second.wait())
-        try:
-            async with asyncio.timeout(30):
-                await asyncio.wait(
-                    {running, waiting}, return_when=asyncio.FIRST_COMPLETED
-                )
-            assert not running.done(), running.exception()
-        finally:
-            for task in (running, waiting):
-                task.cancel()
-            await asyncio.wait({running, waiting})
+        await pump_until(pump, second)
     assert offered == [[(b"kept", b"1")]] * 2
     lost = [r.getMessage() for r in caplog.records if "they are lost" in r.getMessage()]
     assert lost and "maxmemory" in lost[0], lost
