@@ -181,15 +181,23 @@ class Resume:
             except StopIteration:
                 return
 
-    def abandon(self) -> None:
-        """Cancel the handler and release the turn: the pump was cancelled
-        before it could take this."""
+    async def abandon(self) -> None:
+        """Cancel the handler, wait until it has ended, and release the
+        turn: the pump was cancelled before it could take this. Await it in
+        the pump's task; it raises what the handler raises (its
+        ``CancelledError``, as a cancelled pump would)."""
         coroutine, self._coroutine = self._coroutine, None
+        self._error = None
         try:
             if coroutine is not None:
-                with contextlib.suppress(BaseException):
-                    coroutine.throw(asyncio.CancelledError())
-                coroutine.close()
+                # As if the pump had taken this and been cancelled then: the
+                # handler's cleanup may await, so it is driven to its end
+                # (closing it instead would cut that cleanup short).
+                try:
+                    yielded = coroutine.throw(asyncio.CancelledError())
+                except StopIteration:
+                    return
+                await Resume(self._turn, coroutine, yielded)
         finally:
             self._turn.give_back()
 

@@ -3,9 +3,11 @@ members, faults, shutdown, and a route that reports the server's own numbers.
 
 Environment:
 
-- ``RELIABILITY_LAYER``: ``memory`` (default) or ``redis``;
+- ``RELIABILITY_LAYER``: ``memory`` (default), ``redis`` (the core layer)
+  or ``redis-pubsub``;
 - ``RELIABILITY_REDIS_URL``, ``RELIABILITY_REDIS_PREFIX`` and
-  ``RELIABILITY_REDIS_KEYS`` (comma-separated encryption keys) for ``redis``;
+  ``RELIABILITY_REDIS_KEYS`` (comma-separated encryption keys) for both
+  Redis layers;
 - ``RELIABILITY_CAPACITY``: channel capacity (default 100);
 - ``RELIABILITY_EXPIRY``: message expiry in seconds (default 60).
 
@@ -65,11 +67,20 @@ class ReportingMemoryLayer(InMemoryChannelLayer):
         report.info("reliability layer closed")
 
 
-if os.environ.get("RELIABILITY_LAYER", "memory") == "redis":
-    from achannels.layers.redis import RedisChannelLayer
+LAYER = os.environ.get("RELIABILITY_LAYER", "memory")
+
+if LAYER in ("redis", "redis-pubsub"):
+    from achannels.layers.redis import RedisChannelLayer, RedisPubSubChannelLayer
 
     class ReportingRedisLayer(RedisChannelLayer):
         """The Redis layer, saying when the server closes it."""
+
+        async def close(self) -> None:
+            await super().close()
+            report.info("reliability layer closed")
+
+    class ReportingRedisPubSubLayer(RedisPubSubChannelLayer):
+        """The Redis pub/sub layer, saying when the server closes it."""
 
         async def close(self) -> None:
             await super().close()
@@ -79,9 +90,12 @@ if os.environ.get("RELIABILITY_LAYER", "memory") == "redis":
 def _layer_config() -> dict[str, Any]:
     capacity = int(os.environ.get("RELIABILITY_CAPACITY", "100"))
     expiry = float(os.environ.get("RELIABILITY_EXPIRY", "60"))
-    if os.environ.get("RELIABILITY_LAYER", "memory") == "redis":
+    if LAYER in ("redis", "redis-pubsub"):
+        backend = (
+            "ReportingRedisLayer" if LAYER == "redis" else "ReportingRedisPubSubLayer"
+        )
         return {
-            "BACKEND": "tests.apps.reliability_app.ReportingRedisLayer",
+            "BACKEND": f"tests.apps.reliability_app.{backend}",
             "CONFIG": {
                 "hosts": [os.environ["RELIABILITY_REDIS_URL"]],
                 "prefix": os.environ.get("RELIABILITY_REDIS_PREFIX", "asgi"),

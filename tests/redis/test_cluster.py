@@ -298,11 +298,33 @@ async def test_a_connection_to_its_own_socket_counts_as_unreachable(
         await lane.aclose()
 
 
-async def fail_over(cluster: PrivateCluster, key: str, how: str) -> float:
+def replicated_writes(master: ClusterNode) -> int:
+    """Wait (at most :data:`RECOVERY`) until a replica of ``master`` has
+    every write made so far; return how many have."""
+    client = redis.Redis(
+        host="127.0.0.1", port=master.port, socket_timeout=RECOVERY + 5
+    )
+    try:
+        return int(client.execute_command("WAIT", 1, int(RECOVERY * 1000)))
+    finally:
+        client.close()
+
+
+async def fail_over(cluster: PrivateCluster, key: str, how: str) -> tuple[float, str]:
     """Fail over the master serving ``key`` (``CLUSTER FAILOVER`` on its
-    replica, or SIGKILL); return the seconds until the replica is master."""
+    replica, or SIGKILL); return the seconds until the replica is master,
+    and what the master said of its replication just before (a diagnosis
+    for a later failure: a write it had not replicated is gone)."""
     master = cluster.master_of(key)
     replica = cluster.replica_of(master)
+    # What was written before now (the group's membership) must survive a
+    # kill: replication is asynchronous, and a replica still catching up
+    # (a fresh cluster on a loaded machine) would be promoted without it.
+    synced = await asyncio.to_thread(replicated_writes, master)
+    before = (
+        f"master {master.port} before the failover ({synced} replica(s) "
+        f"acknowledged its writes): {replication(master)}"
+    )
     started = time.monotonic()
     if how == "manual":
         client = replica.client()
@@ -316,7 +338,7 @@ async def fail_over(cluster: PrivateCluster, key: str, how: str) -> float:
     while True:
         try:
             if replica.role() == "master" and cluster.master_of(key) is replica:
-                return time.monotonic() - started
+                return time.monotonic() - started, before
         except (redis.exceptions.RedisError, OSError, LookupError):
             pass
         assert time.monotonic() < deadline, "the replica was never promoted"
@@ -404,7 +426,7 @@ async def test_failover_under_traffic_resumes_delivery(
         async with background(traffic.consume(), traffic.produce()) as tasks:
             consumer, producer = tasks
             await traffic.until(lambda: len(traffic.received) >= 100)
-            promoted_after = await fail_over(replicated, key, how)
+            promoted_after, before = await fail_over(replicated, key, how)
             acked_before = len(traffic.acked)
             # Delivery resumes: 100 more messages sent after the promotion
             # arrive, and the consumer never crashed.
@@ -415,7 +437,7 @@ async def test_failover_under_traffic_resumes_delivery(
             await producer
             assert not consumer.done()
         # The group works again too.
-        await until_delivered_group(sender, receiver, channel)
+        await until_delivered_group(sender, receiver, channel, replicated, before)
         acked = set(traffic.acked)
         received = traffic.received
         lost = len(acked - set(received))
@@ -437,9 +459,16 @@ async def test_failover_under_traffic_resumes_delivery(
             await layer.close()
 
 
-async def until_delivered_group(sender: Any, receiver: Any, channel: str) -> None:
+async def until_delivered_group(
+    sender: Any,
+    receiver: Any,
+    channel: str,
+    cluster: PrivateCluster,
+    before: str,
+) -> None:
     """Send to the group until the marker message reaches ``receiver`` (one
-    receive waiting throughout)."""
+    receive waiting throughout); fail with what explains it at the deadline
+    (``before``: the failed-over master's replication before the failover)."""
     deadline = time.monotonic() + RECOVERY
 
     async def marker() -> None:
@@ -447,18 +476,99 @@ async def until_delivered_group(sender: Any, receiver: Any, channel: str) -> Non
             pass
 
     waiting = asyncio.create_task(marker())
+    sends = 0
+    last_error: BaseException | None = None
     try:
         while not waiting.done():
-            assert time.monotonic() < deadline, "group_send never arrived again"
+            if time.monotonic() > deadline:
+                diagnosis = await group_diagnosis(sender, channel, cluster)
+                raise AssertionError(
+                    f"group_send never arrived again ({sends} sent, last "
+                    f"error {last_error!r})\n{before}\n{diagnosis}"
+                )
             try:
                 await sender.group_send("room", {"type": "m", "n": -1})
-            except redis.exceptions.ConnectionError:
-                pass  # The group's master is still failing over.
+                sends += 1
+            except redis.exceptions.ConnectionError as error:
+                last_error = error  # The group's master is still failing over.
             await asyncio.wait({waiting}, timeout=0.1)
         waiting.result()
     finally:
         waiting.cancel()
         await asyncio.gather(waiting, return_exceptions=True)
+
+
+def replication(node: ClusterNode) -> str:
+    """``node``'s ``INFO replication`` in one line, or why it has none."""
+    if not node.running:
+        return "not running"
+    client = node.client()
+    try:
+        info = client.info("replication")
+    except (redis.exceptions.RedisError, OSError) as error:
+        return f"no answer ({error})"
+    finally:
+        client.close()
+    return ", ".join(f"{key}={value}" for key, value in info.items())
+
+
+def node_diagnosis(node: ClusterNode, keys: list[str]) -> str:
+    """What ``node`` says of the cluster, its replication and ``keys``."""
+    if not node.running:
+        return f"node {node.port}: killed"
+    lines = [f"node {node.port}: {replication(node)}"]
+    client = node.client()
+    try:
+        info = node.cluster_info()
+        lines.append(
+            f"  CLUSTER INFO state={info.get('cluster_state')} "
+            f"epoch={info.get('cluster_current_epoch')} "
+            f"slots_ok={info.get('cluster_slots_ok')} "
+            f"known_nodes={info.get('cluster_known_nodes')}"
+        )
+        slots = client.execute_command("CLUSTER", "SLOTS")
+        lines.append(
+            "  CLUSTER SLOTS "
+            + "; ".join(
+                f"{start}-{end} at {int(master[1])}" for start, end, master, *_ in slots
+            )
+        )
+        for key in keys:
+            try:
+                found = client.execute_command("ZRANGE", key, 0, -1, "WITHSCORES")
+            except redis.exceptions.ResponseError as error:
+                found = f"({error})"  # MOVED: not this node's slot
+            lines.append(f"  ZRANGE {key} {found!r:.300}")
+    except (redis.exceptions.RedisError, OSError) as error:
+        lines.append(f"  no answer ({error})")
+    finally:
+        client.close()
+    return "\n".join(lines)
+
+
+async def group_diagnosis(sender: Any, channel: str, cluster: PrivateCluster) -> str:
+    """Why a group message might not arrive: the group's members as the
+    sender sees them (core layer), and each node's view."""
+    lines = []
+    keys = []
+    if isinstance(sender, RedisChannelLayer):
+        group_key = sender._group_key_str("room")
+        keys = [group_key, sender._key(sender.non_local_name(channel))]
+        cluster_state = sender._states.get().cluster
+        try:
+            lane = await cluster_state.lane_for(group_key)
+            members = await cluster_state.execute(
+                group_key, "ZRANGE", group_key, 0, -1, "WITHSCORES"
+            )
+            lines.append(
+                f"the sender reads {group_key} at {lane.description}: {members!r:.300}"
+            )
+        except redis.exceptions.RedisError as error:
+            lines.append(f"the sender cannot read {group_key}: {error!r}")
+    lines += await asyncio.gather(
+        *(asyncio.to_thread(node_diagnosis, node, keys) for node in cluster.nodes)
+    )
+    return "\n".join(lines)
 
 
 async def test_event_history_on_a_cluster_takes_the_layers_hosts(

@@ -15,28 +15,37 @@ import os
 import socket
 import time
 import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import redis.asyncio
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from tests.support.servers import RunningServer
+from tests.support.redis import require_redis, unique_prefix
+from tests.support.servers import RunningServer, serve
 
 __all__ = [
     "APP",
+    "REDIS_LAYERS",
     "TIMEOUT",
+    "RedisServed",
     "StalledClient",
     "closed_with",
     "fetch_json",
     "handshake_status",
     "report",
+    "serve_on_redis",
     "server_numbers",
     "wait_for_numbers",
 ]
 
 APP = "tests.apps.reliability_app:application"
 TIMEOUT = 10.0
+#: The reliability app's ``RELIABILITY_LAYER`` values for the Redis layers.
+REDIS_LAYERS = ("redis", "redis-pubsub")
 
 
 def report(capsys: pytest.CaptureFixture[str], text: str) -> None:
@@ -87,6 +96,51 @@ async def wait_for_numbers(
         if time.monotonic() > deadline:
             raise AssertionError(f"server numbers {numbers} never reached {expected}")
         await asyncio.sleep(0.1)
+
+
+class RedisServed:
+    """A server whose app uses a Redis layer: the server, and whether a
+    group of it is empty in Redis."""
+
+    def __init__(self, server: RunningServer, url: str, prefix: str) -> None:
+        self.server = server
+        self._url = url
+        self._prefix = prefix
+
+    async def group_size(self, group: str) -> int:
+        """The members of ``group`` that the core layer keeps in Redis (the
+        pub/sub layer keeps none there: always 0)."""
+        client = redis.asyncio.Redis.from_url(self._url)
+        try:
+            return int(await client.zcard(f"{self._prefix}:group:{group}"))
+        finally:
+            await client.aclose()
+
+    async def nothing_left(self, group: str, timeout: float = TIMEOUT) -> None:
+        """Wait until no consumer is alive; then check ``group`` is empty."""
+        await wait_for_numbers(self.server, {"consumers": 0}, timeout=timeout)
+        assert await self.group_size(group) == 0
+
+
+@contextmanager
+def serve_on_redis(
+    app: str,
+    layer: str,
+    kind: str = "uvicorn-websockets-sansio",
+    extra_args: Sequence[str] = (),
+) -> Iterator[RedisServed]:
+    """Serve ``app`` (the reliability app or one built on it) with ``kind``
+    on the Redis layer ``layer`` (one of :data:`REDIS_LAYERS`), under a
+    prefix of its own on the test Redis (skips without one)."""
+    url = require_redis()
+    prefix = unique_prefix()
+    env = {
+        "RELIABILITY_LAYER": layer,
+        "RELIABILITY_REDIS_URL": url,
+        "RELIABILITY_REDIS_PREFIX": prefix,
+    }
+    with serve(app, kind, env=env, extra_args=extra_args) as server:
+        yield RedisServed(server, url, prefix)
 
 
 class StalledClient:

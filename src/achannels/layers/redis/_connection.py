@@ -106,9 +106,15 @@ class Lane:
     def __init__(self, host: HostSpec) -> None:
         self.description = describe_host(host)
         self._pool: ConnectionPool = create_pool(host)
-        timeout = self._pool.connection_kwargs.get("socket_timeout")
-        #: Seconds a reply (or connecting) may take; ``None`` waits forever.
-        self.timeout: float | None = timeout
+        kwargs = self._pool.connection_kwargs
+        #: Seconds a reply may take; ``None`` waits forever.
+        self.timeout: float | None = kwargs.get("socket_timeout")
+        connect_timeout = kwargs.get("socket_connect_timeout")
+        #: Seconds connecting (TCP and the handshake) may take: as in
+        #: redis-py, ``socket_connect_timeout``, else ``socket_timeout``.
+        self.connect_timeout: float | None = (
+            self.timeout if connect_timeout is None else connect_timeout
+        )
         self._idle: list[AbstractConnection] = []
         self._busy: set[AbstractConnection] = set()
         self._in_flight = asyncio.Semaphore(_MAX_IN_FLIGHT)
@@ -129,17 +135,21 @@ class Lane:
         return connection
 
     async def connect(self, connection: AbstractConnection) -> None:
-        """Connect ``connection`` (handshake included) within :attr:`timeout`.
+        """Connect ``connection`` (handshake included) within
+        :attr:`connect_timeout`; raises redis' ``TimeoutError`` after that.
 
         Raises :class:`redis.exceptions.ConnectionError` for a connection
         that reached its own socket (see :func:`_connected_to_itself`).
         """
         connect = connection.connect()  # type: ignore[no-untyped-call]
-        if self.timeout is None:
+        # The handshake's replies are read with no timeout of their own (see
+        # new_connection): this bound is all that stops a server that
+        # accepts but never answers from holding the caller forever.
+        if self.connect_timeout is None:
             await connect
         else:
             try:
-                await asyncio.wait_for(connect, self.timeout)
+                await asyncio.wait_for(connect, self.connect_timeout)
             except asyncio.TimeoutError:
                 raise RedisTimeoutError(
                     f"Timed out connecting to {self.description}"

@@ -228,7 +228,7 @@ class LocalChannels:
                 # started is cancelled instead, as the listener is).
                 result: Any = waiter.result()
                 if result.__class__ is Resume:
-                    result.abandon()
+                    await result.abandon()
                 else:
                     self.push_back(channel, result)
             raise

@@ -31,7 +31,7 @@ from ._cluster import CLUSTER_ERRORS, Cluster
 from ._connection import CONNECTION_ERRORS, Backoff, Lane, pack_command, read_reply
 from ._scripts import RESTORE_INFLIGHT, Executor
 
-__all__ = ["Entry", "Pump"]
+__all__ = ["Entry", "Pump", "UnexpectedReply"]
 
 logger = logging.getLogger("achannels.layers.redis")
 
@@ -46,6 +46,12 @@ _BATCH = 256
 # receivers resume within about that long after Redis is back.
 _BACKOFF_CAP = 2.0
 _CLUSTER_BACKOFF_CAP = 0.5
+
+
+class UnexpectedReply(Exception):
+    """Raised when a pop's reply has a shape Redis never gives that command
+    (a proxy in the way, a connection crossed with another): the connection
+    cannot be trusted for the next reply either."""
 
 
 class Pump:
@@ -128,7 +134,7 @@ class Pump:
                             )
                             self._restore_inflight = False
                     entries = await self._pop(connection, count)
-                except (*CONNECTION_ERRORS, ResponseError) as error:
+                except (*CONNECTION_ERRORS, ResponseError, UnexpectedReply) as error:
                     # ResponseError too: besides MOVED and friends, a master
                     # that became a replica ends blocked pops with UNBLOCKED,
                     # and an error must never end the pump (every receive()
@@ -149,7 +155,15 @@ class Pump:
                             backoff.next_delay()
                             continue
                     delay = backoff.next_delay()
-                    if backoff.failures == 1:
+                    if backoff.failures == 1 and isinstance(error, UnexpectedReply):
+                        logger.error(
+                            "Unexpected reply from Redis at %s while reading %r "
+                            "(%s); dropped the connection, reconnecting",
+                            self._where(),
+                            self.key,
+                            error,
+                        )
+                    elif backoff.failures == 1:
                         logger.warning(
                             "%s Redis at %s while reading %r (%s); %s",
                             "Lost" if reached else "Cannot reach",
@@ -224,9 +238,22 @@ class Pump:
             raise
         if reply is None:
             return []
-        if self._bzmpop:
-            return [(member, score) for member, score in reply[1]]
-        return [(reply[1], reply[2])]
+        try:
+            if self._bzmpop:
+                entries = [(member, score) for member, score in reply[1]]
+            else:
+                entries = [(reply[1], reply[2])]
+        except (TypeError, ValueError, IndexError, KeyError):
+            entries = []
+        # Scores are bulk strings in RESP2, doubles in RESP3 (a user-set
+        # protocol); a message is always a bulk string.
+        if not entries or not all(
+            member.__class__ is bytes and score.__class__ in (bytes, float)
+            for member, score in entries
+        ):
+            command = "BZMPOP" if self._bzmpop else "BZPOPMIN"
+            raise UnexpectedReply(f"{command} answered {reply!r:.200}")
+        return entries
 
     async def _put_back(self, entries: list[Entry]) -> None:
         """Return unclaimed messages to a shared key with their old scores,
@@ -238,10 +265,13 @@ class Pump:
         try:
             await executor.execute("ZADD", self.key, *args)
             await executor.execute("EXPIRE", self.key, self._expiry)
-        except CONNECTION_ERRORS:
+        except (*CONNECTION_ERRORS, ResponseError) as error:
+            # Raised on, it would end the pump (an error reply too: a full
+            # Redis refuses the ZADD with OOM).
             logger.warning(
-                "Could not return %d message(s) to %r on %s; they are lost",
+                "Could not return %d message(s) to %r on %s (%s); they are lost",
                 len(entries),
                 self.key,
                 self._where(),
+                error,
             )
