@@ -227,8 +227,12 @@ class AsyncWebsocketConsumer(WebsocketEdge, AsyncConsumer):
         # straight to what it awaits: one coroutine fewer per frame. An
         # override, a patch or another message type takes the usual lookup.
         if message.__class__ is dict and message.get("type") == "websocket.receive":
-            handler = getattr(self, "websocket_receive", None)
-            if getattr(handler, "__func__", None) is _WEBSOCKET_RECEIVE:
+            try:
+                method: Any = self.websocket_receive
+                ours = method.__func__ is _WEBSOCKET_RECEIVE
+            except AttributeError:  # not a method: whatever it is decides
+                ours = False
+            if ours:
                 return self._receive_frame(message)
         return super()._start_handler(message)
 
