@@ -315,7 +315,6 @@ class InOrderDispatcher:
         message, for a consumer whose ``dispatch`` is the default."""
         self._main = asyncio.current_task()
         turn = self._turn
-        dispatch = self._dispatch
         try:
             if self._pumps is not None and self._pumps.failure is not None:
                 raise self._pumps.failure
@@ -329,7 +328,7 @@ class InOrderDispatcher:
                     turn._busy = True
                 try:
                     if handlers is None:
-                        await dispatch(message)
+                        await self._dispatch(message)
                     else:
                         handling = handlers._start_handler(message)
                         try:
@@ -337,6 +336,8 @@ class InOrderDispatcher:
                         except Exception as exc:
                             handlers._handler_failed(message, exc)
                             raise
+                        # Else an idle connection keeps the finished one.
+                        handling = None
                 finally:
                     if turn._waiting:
                         turn.give_back()
