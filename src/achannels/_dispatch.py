@@ -337,7 +337,7 @@ class InOrderDispatcher:
                             handlers._handler_failed(message, exc)
                             raise
                         # Else an idle connection keeps the finished one.
-                        handling = None
+                        del handling
                 finally:
                     if turn._waiting:
                         turn.give_back()
