@@ -317,9 +317,14 @@ class AsyncConsumer:
         self.base_send = async_to_sync(send) if self._sync else send
         dispatcher = self._dispatcher
         assert dispatcher is not None, "__call__ creates the dispatcher first"
-        if not self._concurrent_handlers:
-            return dispatcher.run(receive)
-        return self._run_with_pool(dispatcher, receive)
+        if self._concurrent_handlers:
+            return self._run_with_pool(dispatcher, receive)
+        if getattr(self.dispatch, "__func__", None) is _DISPATCH:
+            # The default dispatch: the loop calls the handler itself, which
+            # saves a coroutine per client message. An override (of the
+            # class or the instance) is called as before.
+            return dispatcher.run(receive, self)
+        return dispatcher.run(receive)
 
     async def _run_with_pool(
         self, dispatcher: InOrderDispatcher, receive: Callable[[], Awaitable[Message]]
@@ -359,6 +364,14 @@ class AsyncConsumer:
         if handler is None or not callable(handler):
             raise ValueError(f"No handler for message type {message['type']}")
         return name, handler
+
+    def _start_handler(self, message: Message) -> Awaitable[None]:
+        # What dispatch() awaits for a client message, for the dispatch loop
+        # to await itself (see _run): no @concurrent handlers there.
+        return self._handler_for(message)[1](message)  # type: ignore[no-any-return]
+
+    def _handler_failed(self, message: Message, error: Exception) -> None:
+        name_the_handler(self, message, error)
 
     async def dispatch(self, message: Message) -> None:
         """Call the handler for ``message``; ``ValueError`` if there is none."""
@@ -409,6 +422,9 @@ class AsyncConsumer:
 
 
 _PRESENCE = AsyncConsumer.__dict__["presence"]
+# The default dispatch, as defined here: a class or instance that replaced it
+# (a test's patch included) gets its own called for every message.
+_DISPATCH = AsyncConsumer.dispatch
 
 
 class SyncConsumer(AsyncConsumer):

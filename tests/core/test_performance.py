@@ -381,3 +381,197 @@ def test_protocol_handlers_stay_coroutine_functions_as_in_channels(
     handlers = [n for n in dir(consumer) if n.startswith(("websocket_", "http_"))]
     assert handlers
     assert all(inspect.iscoroutinefunction(getattr(consumer, n)) for n in handlers)
+
+
+# ---- the dispatch loop calls handlers itself while ``dispatch`` and
+# ``websocket_receive`` are achannels' own; anything replaced is called ------
+
+
+def _recorder() -> tuple[list[dict[str, Any]], Any]:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    return sent, send
+
+
+def _echoes(*texts: str) -> list[dict[str, Any]]:
+    return [{"type": "websocket.send", "text": t} for t in texts]
+
+
+async def test_an_overridden_dispatch_sees_every_client_message() -> None:
+    seen: list[str] = []
+
+    class Counting(Echo):
+        async def dispatch(self, message: dict[str, Any]) -> None:
+            seen.append(message["type"])
+            await super().dispatch(message)
+
+    sent, send = _recorder()
+    await _serve_frames(Counting.as_asgi(), ["a", "b", "c"], send)
+    assert seen == [
+        "websocket.connect",
+        *["websocket.receive"] * 3,
+        "websocket.disconnect",
+    ]
+    assert sent[1:] == _echoes("a", "b", "c")
+
+
+async def test_a_dispatch_replaced_on_the_instance_is_called() -> None:
+    seen: list[str] = []
+
+    class Patched(Echo):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            default = self.dispatch
+
+            async def dispatch(message: dict[str, Any]) -> None:
+                seen.append(message["type"])
+                await default(message)
+
+            self.dispatch = dispatch  # type: ignore[method-assign]
+
+    sent, send = _recorder()
+    await _serve_frames(Patched.as_asgi(), ["a"], send)
+    assert seen == ["websocket.connect", "websocket.receive", "websocket.disconnect"]
+    assert sent[1:] == _echoes("a")
+
+
+async def test_a_dispatch_that_handles_frames_itself_replaces_the_handlers() -> None:
+    class Own(Echo):
+        async def dispatch(self, message: dict[str, Any]) -> None:
+            if message["type"] == "websocket.receive":
+                await self.send(text_data=message["text"].upper())
+            else:
+                await super().dispatch(message)
+
+    sent, send = _recorder()
+    await _serve_frames(Own.as_asgi(), ["a", "b"], send)
+    assert sent[1:] == _echoes("A", "B")
+
+
+async def test_a_websocket_receive_replaced_on_the_class_or_instance_is_called() -> (
+    None
+):
+    class Upper(Echo):
+        async def websocket_receive(self, message: dict[str, Any]) -> None:
+            await self.send(text_data=message["text"].upper())
+
+    sent, send = _recorder()
+    await _serve_frames(Upper.as_asgi(), ["a"], send)
+    assert sent[1:] == _echoes("A")
+
+    # A test's patch of the class attribute, after the class was made.
+    class Plain(Echo):
+        pass
+
+    async def doubled(self: Echo, message: dict[str, Any]) -> None:
+        await self.send(text_data=message["text"] * 2)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Plain, "websocket_receive", doubled)
+        sent, send = _recorder()
+        await _serve_frames(Plain.as_asgi(), ["a"], send)
+    assert sent[1:] == _echoes("aa")
+
+    class OnInstance(Echo):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+
+            async def websocket_receive(message: dict[str, Any]) -> None:
+                await self.send(text_data=message["text"] + "!")
+
+            self.websocket_receive = websocket_receive  # type: ignore[method-assign]
+
+    sent, send = _recorder()
+    await _serve_frames(OnInstance.as_asgi(), ["a"], send)
+    assert sent[1:] == _echoes("a!")
+
+
+async def test_frames_are_handled_one_at_a_time_in_arrival_order() -> None:
+    active = 0
+    overlaps = 0
+    handled: list[str] = []
+
+    class Slow(AsyncWebsocketConsumer):
+        async def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            nonlocal active, overlaps
+            active += 1
+            overlaps += active > 1
+            for _ in range(3):
+                await asyncio.sleep(0)
+            handled.append(str(text_data))
+            active -= 1
+            await self.send(text_data=text_data)
+
+    texts = [str(n) for n in range(20)]
+    sent, send = _recorder()
+    await _serve_frames(Slow.as_asgi(), texts, send)
+    assert overlaps == 0
+    assert handled == texts
+    assert sent[1:] == _echoes(*texts)
+
+
+async def test_a_frame_handler_error_propagates_named_once_as_before() -> None:
+    class Failing(AsyncWebsocketConsumer):
+        async def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            raise RuntimeError("receive failed")
+
+    sent, send = _recorder()
+    with pytest.raises(RuntimeError, match="receive failed") as raised:
+        await _serve_frames(Failing.as_asgi(), ["x"], send)
+    assert raised.value.__notes__ == [
+        "raised by test_a_frame_handler_error_propagates_named_once_as_before."
+        "<locals>.Failing handling a 'websocket.receive' message for '/'"
+    ]
+    assert sent[-1] == {"type": "websocket.close", "code": 1011}
+
+
+async def test_client_message_errors_outside_handlers_are_not_named() -> None:
+    # No handler: the ValueError comes from the lookup, before any handler
+    # runs, and dispatch never named those.
+    events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for message in ({"type": "websocket.connect"}, {"type": "never.handled"}):
+        events.put_nowait(message)
+    _sent, send = _recorder()
+    scope = {"type": "websocket", "path": "/", "headers": [], "subprotocols": []}
+    with pytest.raises(ValueError, match=r"No handler for message type") as raised:
+        await asyncio.wait_for(Echo.as_asgi()(scope, events.get, send), TIMEOUT)
+    assert not getattr(raised.value, "__notes__", [])
+
+
+async def test_a_sync_receive_on_an_async_consumer_fails_as_before() -> None:
+    class Mistaken(AsyncWebsocketConsumer):
+        def receive(  # type: ignore[override]
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            pass
+
+    _sent, send = _recorder()
+    with pytest.raises(TypeError, match="can't be used in 'await' expression"):
+        await _serve_frames(Mistaken.as_asgi(), ["x"], send)
+
+
+async def test_stop_consumer_from_receive_ends_the_consumer_cleanly() -> None:
+    disconnected: list[int] = []
+
+    class Stopping(AsyncWebsocketConsumer):
+        async def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            raise StopConsumer()
+
+        async def disconnect(self, code: int) -> None:
+            disconnected.append(code)
+
+    sent, send = _recorder()
+    await _serve_frames(Stopping.as_asgi(), ["x", "never handled"], send)
+    assert sent == [{"type": "websocket.accept", "subprotocol": None}]
+    # The edge owes the disconnect handling on every exit (1006: the client
+    # did not announce the end).
+    assert disconnected == [1006]
