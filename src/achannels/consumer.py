@@ -267,7 +267,7 @@ class AsyncConsumer:
         self._dispatcher = InOrderDispatcher(self.dispatch)
         self._handler_pool = None
         layer = self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        unwatch = None
+        watching: Any = None
         if layer is None:
             self._channel_name = None
             self._listening = False
@@ -280,7 +280,8 @@ class AsyncConsumer:
                 self._listen()
                 await asyncio.sleep(0)
             elif watch is not _LAZY:
-                unwatch = watch(name, self._wake_listener)
+                watching = watch
+                watching._watch_channel(name, self)
         running_consumers.enter()
         try:
             await self._run(receive, send)
@@ -296,8 +297,8 @@ class AsyncConsumer:
             if presence.__class__ is Presence:
                 await presence.aclose()
             running_consumers.leave()
-            if unwatch is not None:
-                unwatch()
+            if watching is not None:
+                watching._unwatch_channel(name, self)
 
     def _wake_listener(self) -> None:
         # The in-memory layer calls this when a message is queued for our
@@ -464,10 +465,11 @@ class SyncConsumer(AsyncConsumer):
 
 
 # A layer's way to learn that a consumer's channel is in use, per layer class:
-# the layer's ``_watch_channel(name, wake)`` (in-memory: list the channel now,
-# call ``wake()`` on the first message queued; returns the undo), ``_LAZY``
-# for our other layers (nothing to do until channel_name is read), or None
-# for a layer that is not ours, whose receive() may have side effects.
+# the layer itself if it watches channels (in-memory: ``_watch_channel(name,
+# consumer)`` lists the channel now and calls ``consumer._wake_listener()`` on
+# the first message queued; ``_unwatch_channel`` undoes it), ``_LAZY`` for our
+# other layers (nothing to do until channel_name is read), or None for a
+# layer that is not ours, whose receive() may have side effects.
 _LAZY: Any = object()
 _watches: dict[type, bool] = {}
 
@@ -481,8 +483,7 @@ def _channel_watch(layer: ChannelLayerProtocol) -> Any:
         ours = _watches[kind] = module.startswith("achannels.")
     if not ours:
         return None
-    watch = getattr(layer, "_watch_channel", None)
-    return _LAZY if watch is None else watch
+    return layer if hasattr(kind, "_watch_channel") else _LAZY
 
 
 async def _run_in_consumer_thread(
