@@ -284,7 +284,16 @@ class AsyncConsumer:
                 watching._watch_channel(name, self)
         running_consumers.enter()
         try:
-            await self._run(receive, send)
+            try:
+                await self._run(receive, send)
+            except BaseException as exc:
+                ending = self._run_ended(exc)
+                if ending is None or not await ending:
+                    raise
+            else:
+                ending = self._run_ended(None)
+                if ending is not None:
+                    await ending
         except StopConsumer:
             pass
         except AttributeError as exc:
@@ -299,6 +308,15 @@ class AsyncConsumer:
             running_consumers.leave()
             if watching is not None:
                 watching._unwatch_channel(name, self)
+
+    def _run_ended(self, error: BaseException | None) -> Awaitable[bool] | None:
+        """The WebSocket edge's hook for the end of ``_run`` (``error``: what
+        ended it): None when there is nothing to do, else an awaitable that
+        cleans up and tells whether ``error`` was handled (not re-raised).
+
+        A hook called here rather than a coroutine wrapping ``_run``: an idle
+        connection would keep that coroutine's frame all its life."""
+        return None
 
     def _wake_listener(self) -> None:
         # The in-memory layer calls this when a message is queued for our
@@ -406,10 +424,29 @@ class AsyncConsumer:
         app.consumer_class = cls  # type: ignore[attr-defined]
         app.consumer_initkwargs = initkwargs  # type: ignore[attr-defined]
         functools.update_wrapper(app, cls, updated=())
+        # For our routers (see consumer_factory), naming ``app`` itself: a
+        # wrapper made with functools.wraps copies it but is not ``app``.
+        setattr(app, _FACTORY, (app, functools.partial(cls, **initkwargs)))
         return app
 
 
 _PRESENCE = AsyncConsumer.__dict__["presence"]
+
+_FACTORY = "_achannels_consumer_factory"
+
+
+def consumer_factory(app: object) -> Callable[[], AsyncConsumer] | None:
+    """The consumer maker behind ``app`` if it is an ``as_asgi()``
+    application, else None.
+
+    A router can then run the consumer itself rather than await ``app``,
+    which only makes the consumer and awaits it: the same run, without a
+    coroutine frame that an idle connection would keep all its life."""
+    made = getattr(app, _FACTORY, None)
+    if made is None or made[0] is not app:
+        return None
+    factory: Callable[[], AsyncConsumer] = made[1]
+    return factory
 
 
 class SyncConsumer(AsyncConsumer):
