@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -25,6 +25,7 @@ from ._paths import (
     register_converter,
 )
 from ._types import ASGIApp, Receive, Scope, Send
+from .consumer import consumer_factory
 
 __all__ = [
     "ChannelNameRouter",
@@ -92,7 +93,7 @@ class ProtocolTypeRouter:
         scope_type = scope["type"]
         application = self.application_mapping.get(scope_type)
         if application is not None:
-            return await application(scope, receive, send)
+            return await _start(application, scope, receive, send)
         if scope_type == "lifespan":
             return await answer_lifespan(scope, receive, send)
         raise ValueError(
@@ -338,7 +339,16 @@ class URLRouter:
             raise ValueError(f"No route found for path {path.lstrip('/')!r}.")
         # Awaited after the loop: awaiting inside it would keep the route
         # generator alive (a few hundred bytes) for the connection's lifetime.
-        return await app(inner_scope, receive, send)
+        return await _start(app, inner_scope, receive, send)
+
+
+def _start(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+    """Start ``app`` for a connection: an ``as_asgi()`` application's
+    consumer directly (see ``consumer_factory``)."""
+    factory = consumer_factory(app)
+    if factory is None:
+        return app(scope, receive, send)
+    return factory()(scope, receive, send)
 
 
 async def _answer_no_route(
