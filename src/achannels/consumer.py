@@ -267,7 +267,7 @@ class AsyncConsumer:
         self._dispatcher = InOrderDispatcher(self.dispatch)
         self._handler_pool = None
         layer = self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        unwatch = None
+        watching: Any = None
         if layer is None:
             self._channel_name = None
             self._listening = False
@@ -280,10 +280,20 @@ class AsyncConsumer:
                 self._listen()
                 await asyncio.sleep(0)
             elif watch is not _LAZY:
-                unwatch = watch(name, self._wake_listener)
+                watching = watch
+                watching._watch_channel(name, self)
         running_consumers.enter()
         try:
-            await self._run(receive, send)
+            try:
+                await self._run(receive, send)
+            except BaseException as exc:
+                ending = self._run_ended(exc)
+                if ending is None or not await ending:
+                    raise
+            else:
+                ending = self._run_ended(None)
+                if ending is not None:
+                    await ending
         except StopConsumer:
             pass
         except AttributeError as exc:
@@ -296,8 +306,17 @@ class AsyncConsumer:
             if presence.__class__ is Presence:
                 await presence.aclose()
             running_consumers.leave()
-            if unwatch is not None:
-                unwatch()
+            if watching is not None:
+                watching._unwatch_channel(name, self)
+
+    def _run_ended(self, error: BaseException | None) -> Awaitable[bool] | None:
+        """The WebSocket edge's hook for the end of ``_run`` (``error``: what
+        ended it): None when there is nothing to do, else an awaitable that
+        cleans up and tells whether ``error`` was handled (not re-raised).
+
+        A hook called here rather than a coroutine wrapping ``_run``: an idle
+        connection would keep that coroutine's frame all its life."""
+        return None
 
     def _wake_listener(self) -> None:
         # The in-memory layer calls this when a message is queued for our
@@ -418,6 +437,9 @@ class AsyncConsumer:
         app.consumer_class = cls  # type: ignore[attr-defined]
         app.consumer_initkwargs = initkwargs  # type: ignore[attr-defined]
         functools.update_wrapper(app, cls, updated=())
+        # For our routers (see consumer_factory), naming ``app`` itself: a
+        # wrapper made with functools.wraps copies it but is not ``app``.
+        setattr(app, _FACTORY, (app, functools.partial(cls, **initkwargs)))
         return app
 
 
@@ -425,6 +447,22 @@ _PRESENCE = AsyncConsumer.__dict__["presence"]
 # The default dispatch, as defined here: a class or instance that replaced it
 # (a test's patch included) gets its own called for every message.
 _DISPATCH = AsyncConsumer.dispatch
+
+_FACTORY = "_achannels_consumer_factory"
+
+
+def consumer_factory(app: object) -> Callable[[], AsyncConsumer] | None:
+    """The consumer maker behind ``app`` if it is an ``as_asgi()``
+    application, else None.
+
+    A router can then run the consumer itself rather than await ``app``,
+    which only makes the consumer and awaits it: the same run, without a
+    coroutine frame that an idle connection would keep all its life."""
+    made = getattr(app, _FACTORY, None)
+    if made is None or made[0] is not app:
+        return None
+    factory: Callable[[], AsyncConsumer] = made[1]
+    return factory
 
 
 class SyncConsumer(AsyncConsumer):
@@ -480,10 +518,11 @@ class SyncConsumer(AsyncConsumer):
 
 
 # A layer's way to learn that a consumer's channel is in use, per layer class:
-# the layer's ``_watch_channel(name, wake)`` (in-memory: list the channel now,
-# call ``wake()`` on the first message queued; returns the undo), ``_LAZY``
-# for our other layers (nothing to do until channel_name is read), or None
-# for a layer that is not ours, whose receive() may have side effects.
+# the layer itself if it watches channels (in-memory: ``_watch_channel(name,
+# consumer)`` lists the channel now and calls ``consumer._wake_listener()`` on
+# the first message queued; ``_unwatch_channel`` undoes it), ``_LAZY`` for our
+# other layers (nothing to do until channel_name is read), or None for a
+# layer that is not ours, whose receive() may have side effects.
 _LAZY: Any = object()
 _watches: dict[type, bool] = {}
 
@@ -497,8 +536,7 @@ def _channel_watch(layer: ChannelLayerProtocol) -> Any:
         ours = _watches[kind] = module.startswith("achannels.")
     if not ours:
         return None
-    watch = getattr(layer, "_watch_channel", None)
-    return _LAZY if watch is None else watch
+    return layer if hasattr(kind, "_watch_channel") else _LAZY
 
 
 async def _run_in_consumer_thread(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -25,6 +25,7 @@ from ._paths import (
     register_converter,
 )
 from ._types import ASGIApp, Receive, Scope, Send
+from .consumer import consumer_factory
 
 __all__ = [
     "ChannelNameRouter",
@@ -92,7 +93,7 @@ class ProtocolTypeRouter:
         scope_type = scope["type"]
         application = self.application_mapping.get(scope_type)
         if application is not None:
-            return await application(scope, receive, send)
+            return await _start(application, scope, receive, send)
         if scope_type == "lifespan":
             return await answer_lifespan(scope, receive, send)
         raise ValueError(
@@ -248,6 +249,13 @@ class URLRouter:
         self.routes = list(routes)
         # Precompiled: matching runs on every connection.
         self._routes = tuple(self._compile(route) for route in self.routes)
+        # Whether some route (here or in a router nested directly) leads
+        # into a router behind middleware: then routing awaits as it goes.
+        self._wraps_routers: bool = any(
+            route.wraps_router
+            or (route.router is not None and route.router._wraps_routers)
+            for route in self._routes
+        )
 
     @staticmethod
     def _compile(route: object) -> _Route:
@@ -308,6 +316,14 @@ class URLRouter:
                 )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        return await self._route(scope, receive, send)
+
+    def _route(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """What ``__call__`` awaits: the matched application, started.
+
+        A plain method, so that the ``ProtocolTypeRouter`` around this
+        router awaits the application with no coroutine of this router in
+        between: an idle connection keeps a frame per level of its chain."""
         nested = "path_remaining" in scope
         path: str | None = scope["path_remaining"] if nested else scope.get("path")
         if path is None:
@@ -318,17 +334,23 @@ class URLRouter:
                 # ASGI: path includes root_path; route on what follows it.
                 if not path.startswith(root_path):
                     if "asgi" in scope:
-                        return await _answer_no_route(scope, receive, send, path)
+                        return _answer_no_route(scope, receive, send, path)
                     raise ValueError(f"No route found for path {path!r}.")
                 path = path[len(root_path) :]
-        outer = scope.get("url_route")
+        if self._wraps_routers:
+            return self._route_through(scope, receive, send, path, nested)
+        for app, rest, args, kwargs, _ in self._resolve(path):
+            inner_scope = _inner_scope(scope, rest, args, kwargs)
+            return _start(app, inner_scope, receive, send)
+        return _no_route(scope, receive, send, path, nested)
+
+    async def _route_through(
+        self, scope: Scope, receive: Receive, send: Send, path: str, nested: bool
+    ) -> None:
+        """Route where some route leads into a router behind other
+        applications (middleware): only running it tells whether it matched."""
         for app, rest, args, kwargs, wraps_router in self._resolve(path):
-            if outer:
-                args = tuple(outer.get("args", ())) + args
-                kwargs = {**outer.get("kwargs", {}), **kwargs}
-            inner_scope = dict(
-                scope, path_remaining=rest, url_route={"args": args, "kwargs": kwargs}
-            )
+            inner_scope = _inner_scope(scope, rest, args, kwargs)
             if not wraps_router:
                 break
             try:
@@ -336,14 +358,43 @@ class URLRouter:
             except _NoRouteFound:
                 continue
         else:
-            if nested:
-                raise _NoRouteFound(f"No route found for path {path.lstrip('/')!r}.")
-            if "asgi" in scope:
-                return await _answer_no_route(scope, receive, send, path)
-            raise ValueError(f"No route found for path {path.lstrip('/')!r}.")
+            return await _no_route(scope, receive, send, path, nested)
         # Awaited after the loop: awaiting inside it would keep the route
         # generator alive (a few hundred bytes) for the connection's lifetime.
-        return await app(inner_scope, receive, send)
+        return await _start(app, inner_scope, receive, send)
+
+
+def _inner_scope(
+    scope: Scope, rest: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Scope:
+    """The scope a route's application gets: a copy with ``url_route`` (the
+    routers' captures outside first) and ``path_remaining``."""
+    outer = scope.get("url_route")
+    if outer:
+        args = tuple(outer.get("args", ())) + args
+        kwargs = {**outer.get("kwargs", {}), **kwargs}
+    return dict(scope, path_remaining=rest, url_route={"args": args, "kwargs": kwargs})
+
+
+def _no_route(
+    scope: Scope, receive: Receive, send: Send, path: str, nested: bool
+) -> Awaitable[None]:
+    if nested:
+        raise _NoRouteFound(f"No route found for path {path.lstrip('/')!r}.")
+    if "asgi" in scope:
+        return _answer_no_route(scope, receive, send, path)
+    raise ValueError(f"No route found for path {path.lstrip('/')!r}.")
+
+
+def _start(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+    """Start ``app`` for a connection: a ``URLRouter``'s route, or an
+    ``as_asgi()`` application's consumer, directly (see ``consumer_factory``)."""
+    if type(app).__call__ is URLRouter.__call__:
+        return app._route(scope, receive, send)  # type: ignore[attr-defined, no-any-return]
+    factory = consumer_factory(app)
+    if factory is None:
+        return app(scope, receive, send)
+    return factory()(scope, receive, send)
 
 
 async def _answer_no_route(

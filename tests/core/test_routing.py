@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from achannels._types import ASGIApp, Message, Receive, Scope, Send
+from achannels.consumer import AsyncConsumer
+from achannels.exceptions import StopConsumer
 from achannels.layers import InMemoryChannelLayer, channel_layers
 from achannels.middleware import BaseMiddleware
 from achannels.routing import (
@@ -765,3 +768,59 @@ async def test_unknown_pattern_type_in_front_of_an_endpoint_is_used_as_is() -> N
     router = URLRouter([ForeignRoute(endpoint("f", seen))])
     await router({"type": "websocket", "path": "/f/x"}, never_receive, never_send)
     assert seen[0][1]["path_remaining"] == "f/x"
+
+
+# --- as_asgi() applications under the routers --------------------------------
+
+
+class RecordsItsRoute(AsyncConsumer):
+    """Records the route it got on connect, then stops."""
+
+    routes: ClassVar[list[Any]] = []
+
+    async def websocket_connect(self, message: Message) -> None:
+        self.routes.append(self.scope.get("url_route"))
+        raise StopConsumer
+
+
+def logged(app: ASGIApp, log: list[str]) -> ASGIApp:
+    """A user's wrapper in the usual style: functools.wraps copies the
+    wrapped app's attributes (``consumer_class``, ...) onto it."""
+
+    @functools.wraps(app)
+    async def wrapper(scope: Scope, receive: Receive, send: Send) -> None:
+        log.append("before")
+        await app(scope, receive, send)
+        log.append("after")
+
+    return wrapper
+
+
+async def connect_only() -> Message:
+    return {"type": "websocket.connect"}
+
+
+async def test_routers_run_as_asgi_consumers_and_wrappers_around_them() -> None:
+    RecordsItsRoute.routes.clear()
+    log: list[str] = []
+    consumer = RecordsItsRoute.as_asgi()
+    wrapped = logged(consumer, log)
+    assert wrapped.consumer_class is RecordsItsRoute  # type: ignore[attr-defined]
+    router = URLRouter(
+        [path("plain/<int:n>/", consumer), path("wrapped/<int:n>/", wrapped)]
+    )
+    for app in (router, ProtocolTypeRouter({"websocket": router})):
+        for route in ("/plain/1/", "/wrapped/2/"):
+            scope: Scope = {"type": "websocket", "path": route}
+            await app(scope, connect_only, never_send)
+    direct: ASGIApp = ProtocolTypeRouter({"websocket": wrapped})
+    await direct({"type": "websocket", "path": "/"}, connect_only, never_send)
+    assert [r["kwargs"] for r in RecordsItsRoute.routes[:4]] == [
+        {"n": 1},
+        {"n": 2},
+        {"n": 1},
+        {"n": 2},
+    ]
+    assert len(RecordsItsRoute.routes) == 5
+    # The wrapper ran each time it was routed to, around its consumer.
+    assert log == ["before", "after"] * 3

@@ -11,7 +11,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -132,6 +132,43 @@ async def test_new_channel_with_bad_prefix_is_a_type_error(
         await layer.new_channel("bad prefix")
     with pytest.raises(TypeError, match="fewer than 100"):
         await layer.new_channel("x" * 90)
+
+
+async def test_new_channel_checks_a_bad_prefix_every_time(
+    layer: InMemoryChannelLayer,
+) -> None:
+    # A valid prefix is checked once; a bad one is never taken for checked.
+    for _ in range(3):
+        with pytest.raises(TypeError, match="Invalid channel name"):
+            await layer.new_channel("bad prefix")
+        assert (await layer.new_channel("good")).startswith("good.inmemory!")
+
+
+async def test_new_channel_names_go_through_a_subclass_check_every_time() -> None:
+    class CountsChecks(InMemoryChannelLayer):
+        checked: ClassVar[list[str]] = []
+
+        def require_valid_channel_name(
+            self, name: object, receive: bool = False
+        ) -> bool:
+            self.checked.append(str(name))
+            return super().require_valid_channel_name(name, receive)
+
+    layer = CountsChecks()
+    names = [await layer.new_channel() for _ in range(3)]
+    # Only the base rule lets one checked name vouch for its prefix.
+    assert CountsChecks.checked == names
+
+
+async def test_new_channel_letters_are_all_equally_likely(
+    layer: InMemoryChannelLayer,
+) -> None:
+    letters = "".join([(await layer.new_channel())[-12:] for _ in range(5200)])
+    counts = [letters.count(letter) for letter in set(letters)]
+    # 62,400 letters, 1,200 expected of each of the 52: a letter favoured
+    # by a modulo bias (5/256 instead of 4/256) would be far past 1,400.
+    assert len(counts) == 52
+    assert max(counts) < 1400 and min(counts) > 1000
 
 
 async def test_specific_channel_names_work_end_to_end(

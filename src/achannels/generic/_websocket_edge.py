@@ -142,8 +142,8 @@ class WebsocketEdge:
         # collections, which then run more often and scan more.
         self._edge_send: Any = None
 
-    # The AsyncConsumer.__call__ hook: a plain method returning what is
-    # awaited, not a coroutine awaiting it, since an idle connection keeps a
+    # The AsyncConsumer.__call__ hooks: plain methods returning what is
+    # awaited, not coroutines awaiting it, since an idle connection keeps a
     # coroutine frame per level of its call chain.
     def _run(self, receive: Receive, send: Send) -> Awaitable[None]:
         # Each connection starts fresh, even on an instance used again.
@@ -151,9 +151,18 @@ class WebsocketEdge:
         self._server_send = send
         # A bound method rather than a closure: one small object per
         # connection instead of a function and its cells.
-        run = super()._run(receive, self._tracked_send)  # type: ignore[misc]
+        run: Awaitable[None] = super()._run(receive, self._tracked_send)  # type: ignore[misc]
         self._edge_send = self.base_send  # type: ignore[attr-defined]
-        return self._guarded(run)
+        return run
+
+    # The AsyncConsumer.__call__ hook, called when the dispatch loop ended.
+    def _run_ended(self, error: BaseException | None) -> Awaitable[bool] | None:
+        state = self._connection_state
+        if (state is _NEW or state is _DISCONNECTED) and (
+            error is None or isinstance(error, StopConsumer)
+        ):
+            return None  # nothing owed: the usual end, after websocket.disconnect
+        return self._guard_end(error)
 
     def _send_failed(self) -> None:
         # The client vanished mid-send (uvicorn raises ClientDisconnected,
@@ -187,23 +196,24 @@ class WebsocketEdge:
         except OSError:
             self._send_failed()
 
-    async def _guarded(self, run: Awaitable[None]) -> None:
-        """Await the dispatch loop (``run``) with the edge guarantees."""
+    async def _guard_end(self, error: BaseException | None) -> bool:
+        """Give the end of the dispatch loop (``error`` ended it, None: it
+        returned) the edge guarantees; return whether ``error`` was handled
+        here (a served handshake refused) rather than to be re-raised."""
         end_code = CLOSE_ABNORMAL
         try:
-            await run
-        except StopConsumer:
-            raise
-        except asyncio.CancelledError:
-            end_code = CLOSE_GOING_AWAY  # the server is shutting down
-            if self._connection_state is _CONNECTED:
-                # Tell the client before cleanup runs: otherwise the server
-                # sees the application end without a close and says 1011
-                # (hypercorn after its graceful timeout) or drops the
-                # socket (1006).
-                await self._close_going_away()
-            raise
-        except Exception as exc:
+            if isinstance(error, asyncio.CancelledError):
+                end_code = CLOSE_GOING_AWAY  # the server is shutting down
+                if self._connection_state is _CONNECTED:
+                    # Tell the client before cleanup runs: otherwise the
+                    # server sees the application end without a close and
+                    # says 1011 (hypercorn after its graceful timeout) or
+                    # drops the socket (1006).
+                    await self._close_going_away()
+                return False
+            if not isinstance(error, Exception) or isinstance(error, StopConsumer):
+                return False
+            exc = error  # a handler's error
             end_code = CLOSE_INTERNAL_ERROR
             if self._connection_state is _CONNECTED:
                 await self._tracked_send(FailureClose(CLOSE_INTERNAL_ERROR))
@@ -227,7 +237,7 @@ class WebsocketEdge:
                         exc_info=exc,
                     )
                     await self._refuse_handshake()
-                    return
+                    return True
                 # A communicator, as in Channels, gets the exception.
                 explain(
                     exc,
@@ -235,7 +245,7 @@ class WebsocketEdge:
                     f"{self._path!r} before the handshake was answered; "
                     "disconnect() does not run for this connection",
                 )
-            raise
+            return False
         finally:
             state = self._connection_state
             if state is not _NEW and state is not _DISCONNECTED:

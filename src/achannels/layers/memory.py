@@ -27,7 +27,7 @@ import string
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from .._errors import ReservedMessageKey
 from .._types import Message
@@ -41,7 +41,15 @@ __all__ = ["InMemoryChannelLayer"]
 
 logger = logging.getLogger(__name__)
 
-_LETTERS = string.ascii_letters
+# Channel names end in 12 random ASCII letters, as in Channels. Drawing them
+# as bytes and mapping each byte below 208 (4 * 52, so every letter is
+# equally likely) to a letter costs a tenth of ``random.choices``, and a
+# consumer's start pays for it.
+_LETTER_OF_BYTE = bytes(
+    string.ascii_letters.encode()[i % 52] if i < 208 else 0 for i in range(256)
+)
+_NOT_LETTERS = bytes(range(208, 256))
+_SUFFIX_LENGTH = 12
 # The key Channels' layers keep for themselves; send refuses it (Channels asserts).
 _RESERVED_KEY = "__asgi_channel__"
 
@@ -50,6 +58,10 @@ _RESERVED_KEY = "__asgi_channel__"
 #: expired channels stay listed until then): a process that only sends to
 #: channels nobody reads any more must not grow without bound.
 SEND_CLEANS_ABOVE = 1000
+
+# Prefixes of new_channel() names already validated; bounded, as callers
+# choose them.
+_PREFIXES_LIMIT = 100
 
 
 class _Shared:
@@ -75,6 +87,13 @@ def _own(item: Message | _Shared) -> Message:
 _Pending = deque[tuple[float, "Message | _Shared"]]
 
 
+class ChannelWatcher(Protocol):
+    """A consumer whose channel is listed before it listens on it."""
+
+    def _wake_listener(self) -> None:
+        """Start listening: a message was queued on the channel."""
+
+
 class _ChannelQueue:
     """Pending messages of one channel and the receivers waiting on it.
 
@@ -97,9 +116,9 @@ class _ChannelQueue:
         #: Futures of waiting receivers, first come first served; created on
         #: first wait (most queues never have a waiter).
         self.waiters: list[asyncio.Future[Message | _Shared]] | None = None
-        #: Called once when a message is queued: a consumer that has not
+        #: Woken once when a message is queued: a consumer that has not
         #: started its listener yet (see ``_watch_channel``).
-        self.wake: Callable[[], None] | None = None
+        self.wake: ChannelWatcher | None = None
 
     def pending(self) -> _Pending:
         """The queued messages, as a deque made on first use."""
@@ -212,6 +231,8 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
         #: The loop of the consumers (of the last new_channel()): the sync
         #: publisher runs its calls there, since this state is not thread-safe.
         self._home_loop: asyncio.AbstractEventLoop | None = None
+        # new_channel() prefixes whose names passed validation.
+        self._valid_prefixes: set[str] = set()
 
     def _presence_store(self) -> InMemoryPresence:
         return self._presence
@@ -422,37 +443,37 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
 
     @staticmethod
     def _wake(queue: _ChannelQueue) -> None:
-        wake = queue.wake
+        watcher = queue.wake
         queue.wake = None
-        if wake is not None:
-            wake()
+        if watcher is not None:
+            watcher._wake_listener()
 
-    def _watch_channel(
-        self, channel: str, wake: Callable[[], None]
-    ) -> Callable[[], None]:
-        """List ``channel`` in :attr:`channels` now and call ``wake()`` when
-        the first message is queued on it; return the undo.
+    def _watch_channel(self, channel: str, watcher: ChannelWatcher) -> None:
+        """List ``channel`` in :attr:`channels` now and wake ``watcher`` when
+        the first message is queued on it; :meth:`_unwatch_channel` undoes it.
 
         A consumer calls this as it starts, so its channel is listed from
         the start as in Channels (whose consumers wait on it at once), while
-        its listener task starts only when the channel is used."""
+        its listener task starts only when the channel is used. The queue
+        holds the consumer itself, not a callback: a closure and its cells
+        would cost hundreds of bytes per idle connection."""
         queue = self.channels.get(channel)
         if queue is None:
             queue = self.channels[channel] = _ChannelQueue(self.get_capacity(channel))
-        queue.wake = wake
+        queue.wake = watcher
         if queue.messages:
             self._wake(queue)
 
-        def unwatch() -> None:
-            current = self.channels.get(channel)
-            if current is None:
-                return
-            if current.wake is wake:
-                current.wake = None
-            if current.idle():
-                del self.channels[channel]
-
-        return unwatch
+    def _unwatch_channel(self, channel: str, watcher: ChannelWatcher) -> None:
+        """Undo :meth:`_watch_channel`: the channel stays listed only while
+        messages or receivers remain on it."""
+        queue = self.channels.get(channel)
+        if queue is None:
+            return
+        if queue.wake is watcher:
+            queue.wake = None
+        if queue.idle():
+            del self.channels[channel]
 
     async def new_channel(self, prefix: str = "specific.") -> str:
         """Return a new unique process-specific channel name,
@@ -460,11 +481,31 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
         :class:`TypeError` if ``prefix`` makes an invalid channel name."""
         self._home_loop = asyncio.get_running_loop()
         while True:
-            name = f"{prefix}.inmemory!{''.join(random.choices(_LETTERS, k=12))}"
+            # 24 bytes hold 12 below 208 but for a chance under one in 10^5.
+            letters = random.randbytes(24).translate(_LETTER_OF_BYTE, _NOT_LETTERS)
+            if len(letters) < _SUFFIX_LENGTH:
+                continue
+            name = f"{prefix}.inmemory!{letters[:_SUFFIX_LENGTH].decode()}"
             if name not in self.channels:
                 break
-        self.require_valid_channel_name(name)
+        if prefix not in self._valid_prefixes:
+            self.require_valid_channel_name(name)
+            if self._validates_by_characters():
+                self._valid_prefixes.add(prefix)
         return name
+
+    def _validates_by_characters(self) -> bool:
+        """Whether names are checked by the base rules alone (characters and
+        length), so that one valid name vouches for every name made with its
+        prefix: the letters that follow it are always allowed."""
+        return (
+            type(self).require_valid_channel_name
+            is BaseChannelLayer.require_valid_channel_name
+            and type(self)._name_problem is BaseChannelLayer._name_problem
+            and self.channel_name_regex is BaseChannelLayer.channel_name_regex
+            and self.MAX_NAME_LENGTH == BaseChannelLayer.MAX_NAME_LENGTH
+            and len(self._valid_prefixes) < _PREFIXES_LIMIT
+        )
 
     # Flush extension
 
