@@ -107,7 +107,8 @@ async def layer(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
 
 async def _crowd(size: int) -> list[WebsocketCommunicator]:
     members = [WebsocketCommunicator(Member.as_asgi(), "/") for _ in range(size)]
-    for connected, _ in await asyncio.gather(*(m.connect() for m in members)):
+    # Generous: 50 group_adds at once on a busy machine.
+    for connected, _ in await asyncio.gather(*(m.connect(10) for m in members)):
         assert connected
     return members
 
