@@ -262,8 +262,11 @@ class InOrderDispatcher:
         if self._closed:
             return True  # dropped, as the pump drops it
         turn = self._turn
-        if not turn.take_nowait():
+        # take_nowait() and give_back() inlined: this runs per delivery, and
+        # a free turn with nobody waiting is the usual case.
+        if turn._busy:
             return False
+        turn._busy = True
         coroutine = self._dispatch(message)
         if coroutine.__class__ is not types.CoroutineType:
             # A dispatch() override returning some other awaitable.
@@ -276,7 +279,10 @@ class InOrderDispatcher:
         try:
             yielded = context.run(coroutine.send, None)
         except StopIteration:
-            turn.give_back()
+            if turn._waiting:
+                turn.give_back()
+            else:
+                turn._busy = False
             return True
         except BaseException as error:  # raised in the pump, which it ends
             return Resume(turn, None, error=error)
