@@ -26,10 +26,9 @@ import random
 import string
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from .._dispatch import Resume, RunHere
 from .._errors import ReservedMessageKey
 from .._types import Message
 from ..exceptions import ChannelFull
@@ -87,7 +86,7 @@ class _ChannelQueue:
     nobody waits.
     """
 
-    __slots__ = ("capacity", "here", "messages", "waiters", "wake")
+    __slots__ = ("capacity", "messages", "waiters", "wake")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -101,9 +100,6 @@ class _ChannelQueue:
         #: Called once when a message is queued: a consumer that has not
         #: started its listener yet (see ``_watch_channel``).
         self.wake: Callable[[], None] | None = None
-        #: The waiter of a consumer's listener that can run a group message
-        #: in the sender's task, and how (see ``_Listener``).
-        self.here: tuple[asyncio.Future[Message | _Shared], RunHere] | None = None
 
     def pending(self) -> _Pending:
         """The queued messages, as a deque made on first use."""
@@ -216,8 +212,6 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
         #: The loop of the consumers (of the last new_channel()): the sync
         #: publisher runs its calls there, since this state is not thread-safe.
         self._home_loop: asyncio.AbstractEventLoop | None = None
-        # A handler runs in group_send's task now (see _run_here).
-        self._running_here = False
 
     def _presence_store(self) -> InMemoryPresence:
         return self._presence
@@ -337,34 +331,12 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
             if queue.idle():
                 del self.channels[channel]
             return _own(item)
-        return await self._wait(channel, queue, None)
-
-    def _listener(self, channel: str) -> Callable[[], Awaitable[Message]] | None:
-        """Return ``receive(channel)`` for a consumer's listener, or ``None``
-        when ``receive`` was replaced (a subclass, a test's wrapper), which
-        the listener must then call."""
-        if type(self).receive is not InMemoryChannelLayer.receive or (
-            "receive" in vars(self)
-        ):
-            return None
-        if channel.__class__ is not str or channel not in self._known_channels:
-            self._known_channels.learn(channel)
-        return _Listener(self, channel)
-
-    async def _wait(
-        self, channel: str, queue: _ChannelQueue, here: RunHere | None
-    ) -> Message:
-        """Wait on the empty ``queue`` for its next message; with ``here`` (a
-        consumer's listener), messages that arrive meanwhile are run there
-        and only what that cannot finish is returned (see ``_dispatch``)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Message | _Shared] = loop.create_future()
         if queue.waiters is None:
             queue.waiters = [future]
         else:
             queue.waiters.append(future)
-        if here is not None:
-            queue.here = (future, here)
         try:
             item = await future
         except asyncio.CancelledError:
@@ -376,22 +348,14 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
                     if self.channels.get(channel) is queue:
                         del self.channels[channel]
             else:
-                handed: Any = future.result()  # a Resume from _hand_off, maybe
-                if handed.__class__ is Resume:
-                    # A handler already started is cancelled, as the listener is.
-                    handed.abandon()
-                else:
-                    # The message arrived as the cancellation did: it was never
-                    # received, so it goes back for the next receiver.
-                    self._put_back(channel, handed, loop)
+                # The message arrived as the cancellation did: it was never
+                # received, so it goes back for the next receiver.
+                self._put_back(channel, future.result(), loop)
             raise
-        finally:
-            if queue.here is not None and queue.here[0] is future:
-                queue.here = None
         if queue.idle():
             if self.channels.get(channel) is queue:
                 del self.channels[channel]
-        return _own(item)  # a Resume from _hand_off passes as it is
+        return _own(item)
 
     def _hand_off(
         self,
@@ -399,35 +363,22 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
         queue: _ChannelQueue,
         item: Message | _Shared,
         loop: asyncio.AbstractEventLoop,
-        run_here: bool = False,
     ) -> bool:
         """Give ``item`` to the first live waiter of ``queue`` and return
         ``True``; return ``False`` (the caller queues it) if nobody waits.
-        With ``run_here`` (a group message), an idle consumer's handler runs
-        at once, in this task (see ``_dispatch``).
 
         Only call it while ``queue`` holds no message, or order breaks.
         """
         waiters = queue.waiters
         assert waiters is not None
         while waiters:
-            future = waiters[0]  # rarely more than one or two waiters
+            future = waiters.pop(0)  # rarely more than one or two waiters
             if future.done():  # cancelled; its receive() has not cleaned up yet
-                waiters.pop(0)
                 continue
             owner = future.get_loop()
             if owner is loop:
-                here = queue.here
-                if run_here and here is not None and here[0] is future:
-                    outcome = self._run_here(here[1], item)
-                    if outcome is True:
-                        return True  # ran to its end: the listener waits on
-                    if outcome is not False:
-                        item = outcome  # type: ignore[assignment]
-                waiters.pop(0)
                 future.set_result(item)
                 return True
-            waiters.pop(0)
             if owner.is_closed():  # a receive() abandoned with its loop
                 continue
             # A loop in another thread: futures are not thread-safe, so the
@@ -435,18 +386,6 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
             owner.call_soon_threadsafe(self._deliver, channel, future, item)
             return True
         return False
-
-    def _run_here(self, run: RunHere, item: Message | _Shared) -> bool | Resume:
-        """Run a group message's handler for an idle consumer here, unless
-        this is already such a handler sending: its sends are handed over as
-        usual, so one group_send never nests another's handlers."""
-        if self._running_here:
-            return False
-        self._running_here = True
-        try:
-            return run(_own(item))
-        finally:
-            self._running_here = False
 
     def _deliver(
         self,
@@ -611,13 +550,11 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
         scheduled = self._scheduled
         loop = asyncio.get_running_loop()
         skipped = 0
-        # A snapshot: a handler run here may join or leave the group, and
-        # every member at the time of the call gets the message, as in Channels.
-        for name in tuple(members):
+        for name in members:
             queue = channels.get(name)
             if queue is None:
                 queue = channels[name] = _ChannelQueue(self.get_capacity(name))
-            elif queue.waiters and self._hand_off(name, queue, shared, loop, True):
+            elif queue.waiters and self._hand_off(name, queue, shared, loop):
                 continue
             if len(queue.messages) >= queue.capacity:
                 skipped += 1
@@ -663,31 +600,3 @@ class InMemoryChannelLayer(PresenceMixin, BaseChannelLayer):
             members = self.groups.get(group)
             if members is not None:
                 members.pop(channel, None)
-
-
-class _Listener:
-    """``receive(channel)`` as a consumer's listener calls it, which also
-    lets ``group_send`` run the consumer's handlers in the sender's task
-    while the listener waits (``run_here``, see ``_dispatch``): a task
-    wake-up per member is most of what a delivery costs otherwise."""
-
-    __slots__ = ("_channel", "_here", "_layer")
-
-    def __init__(self, layer: InMemoryChannelLayer, channel: str) -> None:
-        self._layer = layer
-        self._channel = channel
-        self._here: RunHere | None = None
-
-    def run_here(self, run: RunHere | None) -> None:
-        """Let ``run`` start the handling of group messages arriving while
-        this listener waits."""
-        self._here = run
-
-    async def __call__(self) -> Message:
-        layer, channel, here = self._layer, self._channel, self._here
-        if here is not None:
-            layer._clean_expired()
-            queue = layer.channels.get(channel)
-            if queue is not None and not queue.messages:
-                return await layer._wait(channel, queue, here)
-        return await layer.receive(channel)
