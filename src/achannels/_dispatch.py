@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import sys
 import types
 from collections import deque
@@ -246,7 +247,8 @@ class InOrderDispatcher:
         # The pump's own context, so a handler started elsewhere runs in it.
         context = contextvars.copy_context()
         task = self._pumps.spawn(self._pump(source), context)
-        binds(lambda message: self._run_here(message, task, context))
+        # A partial, not a lambda: called per delivery, one Python frame less.
+        binds(functools.partial(self._run_here, task, context))
 
     async def _pump(self, source: Source) -> None:
         turn = self._turn
@@ -275,30 +277,36 @@ class InOrderDispatcher:
 
     def _run_here(
         self,
-        message: Message,
         pump: asyncio.Task[Any],
         context: contextvars.Context,
+        message: Message,
     ) -> bool | Resume:
         """Start dispatching ``message`` in the running task on behalf of the
         idle ``pump`` (see the module docstring)."""
         if self._closed:
             return True  # dropped, as the pump drops it
         turn = self._turn
-        if not turn.take_nowait():
+        # take_nowait() and give_back() inlined: this runs per delivery, and
+        # a free turn with nobody waiting is the usual case.
+        if turn._busy:
             return False
+        turn._busy = True
         coroutine = self._dispatch(message)
         if coroutine.__class__ is not types.CoroutineType:
             # A dispatch() override returning some other awaitable.
             coroutine = _awaiting(coroutine)
         loop = pump.get_loop()
-        current = asyncio.current_task(loop)
+        current = _current_task(loop)
         if current is not None:
             _leave_task(loop, current)
         _enter_task(loop, pump)
         try:
             yielded = context.run(coroutine.send, None)
         except StopIteration:
-            turn.give_back()
+            if turn._waiting:
+                turn.give_back()
+            else:
+                turn._busy = False
             return True
         except BaseException as error:  # raised in the pump, which it ends
             return Resume(turn, None, error=error)
@@ -378,6 +386,13 @@ async def _awaiting(awaitable: Awaitable[None]) -> None:
 # the loop's current one (asyncio.current_task(), timeouts, cancel scopes).
 _enter_task = asyncio.tasks._enter_task
 _leave_task = asyncio.tasks._leave_task
+# Before 3.12 asyncio.current_task() is Python code around this dict lookup;
+# _run_here reads it per delivery.
+_current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = (
+    asyncio.current_task
+    if sys.version_info >= (3, 12)
+    else asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
+)
 
 
 def _only_our_cancel() -> bool:

@@ -67,10 +67,26 @@ class Member(AsyncWebsocketConsumer):
                 timed_out = False
         await self.send(text_data=f"timed out {timed_out}")
 
+    async def crowd_leave(self, event: dict[str, Any]) -> None:
+        # Leaves (and joins another group) while the group is being sent to.
+        await self.channel_layer.group_discard("crowd", self.channel_name)
+        await self.channel_layer.group_add("others", self.channel_name)
+        await self.send(text_data="left")
+
+    async def crowd_relay(self, event: dict[str, Any]) -> None:
+        # A group_send from a handler that may itself run in a group_send.
+        await self.channel_layer.group_send(
+            "others", {"type": "crowd.message", "text": "relayed", "block": False}
+        )
+
     async def crowd_fail(self, event: dict[str, Any]) -> None:
         if event["block"]:
             await asyncio.sleep(0)
         raise ValueError("handler failed")
+
+
+class Relay(Member):
+    groups = ["relay"]
 
 
 @pytest.fixture(params=["memory", "redis", "redis-pubsub"])
@@ -91,7 +107,8 @@ async def layer(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
 
 async def _crowd(size: int) -> list[WebsocketCommunicator]:
     members = [WebsocketCommunicator(Member.as_asgi(), "/") for _ in range(size)]
-    for connected, _ in await asyncio.gather(*(m.connect() for m in members)):
+    # Generous: 50 group_adds at once on a busy machine.
+    for connected, _ in await asyncio.gather(*(m.connect(10) for m in members)):
         assert connected
     return members
 
@@ -136,3 +153,25 @@ async def test_failing_group_handler_ends_its_consumer_with_the_error(
     for member in members:
         with pytest.raises(ValueError, match="handler failed"):
             await member.receive_output(5)
+
+
+async def test_group_handlers_may_leave_and_send_during_a_group_send(
+    layer: Any,
+) -> None:
+    members = await _crowd(CROWD)
+    # Every member leaves "crowd" for "others" while "crowd" is sent to.
+    await layer.group_send("crowd", {"type": "crowd.leave"})
+    for member in members:
+        assert await member.receive_from(5) == "left"
+    await layer.group_send(
+        "crowd", {"type": "crowd.message", "text": "gone", "block": False}
+    )
+    # A relay, sent from a group handler, reaches all of "others".
+    relay = WebsocketCommunicator(Relay.as_asgi(), "/")
+    assert (await relay.connect())[0]
+    await layer.group_send("relay", {"type": "crowd.relay"})
+    for member in members:
+        assert await member.receive_from(5) == "relayed! 1 True"
+        assert await member.receive_nothing(0.01)
+    for member in [*members, relay]:
+        await member.disconnect()

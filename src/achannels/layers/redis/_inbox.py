@@ -166,8 +166,14 @@ class LocalChannels:
         if is_flat(message):
             # Immutable values only (most messages): a dict copy isolates as
             # well as unpacking would, at a tenth of the cost per member.
+            # deliver() inlined: this loop runs once per member.
+            inboxes = self._inboxes
             for channel in channels:
-                self.deliver(channel, message.copy(), now)
+                inbox = inboxes.get(channel)
+                if inbox is None:
+                    inbox = inboxes[channel] = Inbox(self._capacity_of(channel))
+                if not inbox.put(message.copy(), now):
+                    self._count_drop(channel)
             return
         packed = pack_local(message)
         for channel in channels:

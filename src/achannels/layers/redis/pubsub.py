@@ -126,7 +126,10 @@ class _LoopState:
         if members is None:
             self.local.deliver(name, message, now)
         else:
-            self.local.deliver_each(members, message, now)
+            # A snapshot: a handler run here may join or leave the group (the
+            # set would change under the loop and end this reader), and every
+            # member at the time of the message gets it.
+            self.local.deliver_each(tuple(members), message, now)
 
     async def aclose(self) -> None:
         await self.presence.aclose()
