@@ -46,6 +46,7 @@ import contextlib
 import contextvars
 import functools
 import sys
+import traceback
 import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
@@ -219,6 +220,18 @@ class Resume:
             self._turn.give_back()
 
 
+def _release_frames(cancelled: asyncio.CancelledError) -> None:
+    """Drop the locals of the finished frames the cancellation passed
+    through below the one handling it (a handler's frame holds its
+    consumer). Whoever keeps the error then keeps no consumer: a server may
+    keep it where the garbage collector cannot see (under granian, a
+    handler started in a layer's reader and cancelled in its pump leaked
+    its consumer so). Failures keep their frames, for error reporters."""
+    below = cancelled.__traceback__ and cancelled.__traceback__.tb_next
+    if below is not None:
+        traceback.clear_frames(below)
+
+
 class InOrderDispatcher:
     """Dispatches what the client sends (``run``) and what sources added at
     any time (``add_source``) return, one message at a time."""
@@ -260,6 +273,7 @@ class InOrderDispatcher:
                         await message
                     finally:
                         turn.give_back()  # taken by _run_here
+                        message = None
                     continue
                 if self._closed:
                     continue  # the consumer is gone: drain, see run()
@@ -270,6 +284,9 @@ class InOrderDispatcher:
                         await self._dispatch(message)
                 finally:
                     turn.give_back()
+        except asyncio.CancelledError as cancelled:  # the consumer's end
+            _release_frames(cancelled)
+            raise
         finally:
             binds = getattr(source, "run_here", None)
             if binds is not None:

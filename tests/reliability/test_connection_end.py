@@ -160,12 +160,13 @@ async def test_close_while_a_group_message_is_dispatched(
 
 @pytest.mark.parametrize("layer", REDIS_LAYERS)
 async def test_close_while_a_group_message_is_dispatched_on_redis_layers(
-    layer: str, capsys: pytest.CaptureFixture[str]
+    layer: str, server_kind: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Each member's handler started in the layer's reader (the member was
     # idle), blocked, and was handed back to its consumer: the close races
-    # that path instead of the in-memory layer's.
-    with serve_on_redis(APP, layer, extra_args=["--log-level", "warning"]) as served:
+    # that path instead of the in-memory layer's, on every server (a
+    # server's send awaited first in the reader, then in the consumer).
+    with serve_on_redis(APP, layer, server_kind) as served:
         slowest = await close_during_group_handlers(served.server)
         await served.nothing_left("busy", TIMEOUT)
     report(
