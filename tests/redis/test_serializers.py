@@ -19,7 +19,7 @@ from achannels.layers.redis.serializers import (
     SerializerDoesNotExist,
     registry,
 )
-from tests.support.redis import unique_prefix
+from tests.support.redis import require_redis, unique_prefix
 from tests.support.redis_cluster import RedisDeployment
 
 pytestmark = pytest.mark.redis
@@ -218,3 +218,16 @@ def test_prefix_and_encryption_wrap_the_format(
         )
         == message
     )
+
+
+async def test_channels_redis_utils_close_a_client_and_its_pool() -> None:
+    from redis.asyncio import Redis
+
+    from achannels.layers.redis.utils import _close_redis, create_pool, decode_hosts
+
+    client = Redis(connection_pool=create_pool(decode_hosts([require_redis()])[0]))
+    assert await client.ping()
+    pool = client.connection_pool
+    assert pool._available_connections or pool._in_use_connections
+    await _close_redis(client)
+    assert not any(c.is_connected for c in pool._available_connections)
